@@ -1,0 +1,1 @@
+"""Command modules of the striketracker CLI; each exposes ``register(app)``."""

@@ -1,0 +1,98 @@
+"""The one Settings object for the service and the command line.
+
+Settings come from keyword arguments or from ``STRIKETRACKER_*`` environment variables (read here and nowhere
+else). Defaults are the embedded ones: everything lives under the work directory (SQLite store, SQLite MLflow
+tracking store with local artifacts, a local Label Studio data dir). Secrets are ``SecretStr`` so they never
+print; services bind to 127.0.0.1 unless told otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, SecretStr, field_validator
+
+__all__ = ["Settings"]
+
+_ENV_PREFIX = "STRIKETRACKER_"
+
+
+class Settings(BaseModel):
+    """Configuration for the CLI and the service.
+
+    Attributes:
+        work_dir: root of everything the project writes at run time.
+        database_url: SQLAlchemy URL of the store of record (SQLite file by default, PostgreSQL by URL).
+        mlflow_tracking_uri: MLflow tracking store (SQLite file by default, or a server URL).
+        mlflow_artifact_root: where local MLflow artifacts go.
+        label_studio_url: base URL of the Label Studio server.
+        label_studio_version: the pinned label-studio release started by the project.
+        label_studio_token: API token (legacy or personal access token); empty means "create one".
+        label_studio_admin_email / label_studio_admin_password: admin created on a fresh data dir.
+        api_host / api_port: where the striketracker service binds.
+        api_token: bearer token that write endpoints require.
+        webhook_secret: shared secret Label Studio sends in the ``X-Striketracker-Secret`` header.
+        public_base_url: base URL under which Label Studio's browser reaches the chip images.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    work_dir: Path = Path(".work")
+    database_url: str = ""
+    mlflow_tracking_uri: str = ""
+    mlflow_artifact_root: str = ""
+    label_studio_url: str = "http://127.0.0.1:8089"
+    label_studio_version: str = "1.23.2"
+    label_studio_token: SecretStr = SecretStr("")
+    label_studio_admin_email: str = "admin@striketracker.local"
+    label_studio_admin_password: SecretStr = SecretStr("")
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    api_token: SecretStr = SecretStr("")
+    webhook_secret: SecretStr = SecretStr("")
+    public_base_url: str = ""
+
+    @field_validator("api_host")
+    @classmethod
+    def _refuse_wildcard_without_token(cls, v: str) -> str:
+        return v.strip()
+
+    def model_post_init(self, __context: object) -> None:
+        work = self.work_dir.resolve()
+        object.__setattr__(self, "work_dir", work)
+        if not self.database_url:
+            object.__setattr__(self, "database_url", f"sqlite:///{work / 'striketracker.db'}")
+        if not self.mlflow_tracking_uri:
+            object.__setattr__(self, "mlflow_tracking_uri", f"sqlite:///{work / 'mlflow.db'}")
+        if not self.mlflow_artifact_root:
+            object.__setattr__(self, "mlflow_artifact_root", str(work / "mlartifacts"))
+        if not self.public_base_url:
+            object.__setattr__(self, "public_base_url", f"http://{self.api_host}:{self.api_port}")
+        if self.api_host not in ("127.0.0.1", "localhost", "::1") and not self.api_token.get_secret_value():
+            raise ValueError(
+                f"api_host={self.api_host!r} exposes the service beyond loopback; "
+                "set STRIKETRACKER_API_TOKEN so write endpoints stay protected"
+            )
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None, **overrides: object) -> Settings:
+        """Build settings from ``STRIKETRACKER_<FIELD>`` variables, then keyword overrides."""
+        env = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        for name in cls.model_fields:
+            key = _ENV_PREFIX + name.upper()
+            if key in env:
+                values[name] = env[key]
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+    def secret_file(self, name: str) -> Path:
+        """A file under the work dir holding a generated secret (created on first use, mode 600)."""
+        path = self.work_dir / "secrets" / name
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(secrets.token_urlsafe(32))
+            path.chmod(0o600)
+        return path
