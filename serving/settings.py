@@ -86,7 +86,7 @@ class Settings(BaseModel):
             if key in env:
                 values[name] = env[key]
         values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**values)
+        return cls.model_validate(values)
 
     def secret_file(self, name: str) -> Path:
         """A file under the work dir holding a generated secret (created on first use, mode 600)."""

@@ -1,0 +1,17 @@
+"""Shared test configuration: seeded randomness and a deterministic Hypothesis profile."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import settings
+
+# Derandomised so a run never depends on luck; no deadline because the 2-core CI machine is shared.
+settings.register_profile("striketracker", deadline=None, derandomize=True, max_examples=60)
+settings.load_profile("striketracker")
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    """A seeded random generator; every test that draws random data uses it."""
+    return np.random.default_rng(12345)
