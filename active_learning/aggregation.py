@@ -1,0 +1,712 @@
+"""Dawid-Skene over the latent destruction gap: volunteer confusions and gap posteriors learned together by EM.
+
+Model (DESIGN section 3; Dawid and Skene 1979, "Maximum likelihood estimation of observer error-rates using the
+EM algorithm", with the per-item class replaced by a monotone path). Each building b has a latent gap
+``g in 0..T`` and a grade ``k in {damaged, destroyed}``; its true class at date t is intact if ``t < g`` and ``k``
+otherwise. Volunteer v answering state s at date t is a draw from its confusion row ``pi_v[class_t, s]``;
+``not_visible`` answers are dropped (no evidence). The model, when given, is one more witness whose per-date
+log P(intact) / log P(damaged) add to the per-date evidence. The posterior over ``(g, k)`` is exact in O(T)
+per building (model.changepoint). Gold (expert) reviews clamp their buildings to the gaps they admit, which
+anchors the confusions. The M step is MAP: every volunteer's confusion is shrunk towards the pooled confusion
+of all volunteers (``confusion_prior`` pseudo-answers per true class), so a volunteer with one answer gets
+roughly the crowd's average reliability, and the gap/grade prior gets ``gap_prior_strength`` pseudo-buildings.
+Initialisation: one E step with every volunteer given the same ``init_accuracy`` (a soft majority vote fitted
+to monotone paths), so EM starts from the crowd's consensus rather than at random.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+import torch
+from scipy import sparse
+
+from active_learning.errors import AggregationError
+from active_learning.schema import (
+    COL_BUILDING,
+    COL_DATE_INDEX,
+    COL_EXTERNAL_ID,
+    COL_SOURCE,
+    COL_STATE,
+    COL_VOLUNTEER,
+    State,
+    validate_table,
+)
+from model.changepoint import gap_log_likelihood
+
+__all__ = ["CLASSES", "GapDawidSkene", "GapWitness", "ModelEmissions"]
+
+CLASSES: tuple[State, ...] = (State.INTACT, State.DAMAGED, State.DESTROYED)
+"""True per-date classes and answered states of the confusion matrices (rows: truth, columns: answer)."""
+
+_NEG_INF = -np.inf
+_NO_ANSWER = 3  # column of the zero "answer" in the padded confusion used by the shift model
+
+
+@dataclass(frozen=True)
+class ModelEmissions:
+    """The model as a witness: per-building, per-date state log-likelihoods.
+
+    Attributes:
+        building_ids: ``[B]`` building ids, the row order of the arrays.
+        log_intact: ``[B, T]`` log P(chips at t | intact).
+        log_damaged: ``[B, T]`` log P(chips at t | damaged or destroyed).
+        weight: optional ``[B, T]`` evidence weight in 0..1 (0 where the chip is invalid or clouded).
+        version: the model that produced them (registry name/version), stored with the posterior.
+    """
+
+    building_ids: tuple[str, ...]
+    log_intact: np.ndarray
+    log_damaged: np.ndarray
+    weight: np.ndarray | None = None
+    version: str | None = None
+
+    def __post_init__(self) -> None:
+        shape = (len(self.building_ids), self.log_intact.shape[-1] if self.log_intact.ndim == 2 else -1)
+        for name in ("log_intact", "log_damaged", "weight"):
+            arr = getattr(self, name)
+            if arr is not None and (arr.ndim != 2 or arr.shape != shape):
+                raise AggregationError(
+                    f"ModelEmissions.{name} has shape {arr.shape}; expected [buildings, dates] = {shape}"
+                )
+
+
+@dataclass(frozen=True)
+class GapWitness:
+    """A witness that scores whole gaps rather than dates (e.g. model.baseline's change-point search).
+
+    Attributes:
+        building_ids: ``[B]`` building ids, the row order of ``log_likelihood``.
+        log_likelihood: ``[B, T + 1]`` log P(evidence | gap), up to a per-building constant (a gap posterior
+            under a flat prior, logged, is fine). ``-inf`` rules a gap out.
+        version: what produced it, stored with the posterior.
+    """
+
+    building_ids: tuple[str, ...]
+    log_likelihood: np.ndarray
+    version: str | None = None
+
+    def __post_init__(self) -> None:
+        arr = self.log_likelihood
+        if arr.ndim != 2 or arr.shape[0] != len(self.building_ids):
+            raise AggregationError(
+                f"GapWitness.log_likelihood has shape {arr.shape}; expected [buildings, gaps] = "
+                f"({len(self.building_ids)}, T + 1)"
+            )
+        if np.isnan(arr).any() or np.isposinf(arr).any() or np.isneginf(arr).all(axis=1).any():
+            raise AggregationError(
+                "GapWitness.log_likelihood holds NaN, +inf or a row that rules out every gap; "
+                "fix the witness's scores"
+            )
+
+
+@dataclass
+class GapDawidSkene:
+    """Dawid-Skene aggregation of per-date volunteer states into a posterior over destruction gaps.
+
+    Attributes:
+        n_iter: maximum EM iterations.
+        tol: stop when the log-likelihood improves by less than ``tol`` per building.
+        confusion_prior: pseudo-answers per true class pulling each volunteer towards the pooled confusion.
+        pooled_prior: pseudo-answers per true class on the pooled confusion's diagonal (keeps it regular).
+        gap_prior_strength: pseudo-buildings per (gap, grade) in the learned gap prior.
+        init_accuracy: the confusion diagonal every volunteer starts from.
+        model_weight: multiplies the model witness's log-likelihoods (1 = trust them as calibrated).
+        use_gold: clamp buildings with expert reviews to the gaps those reviews admit.
+        review_model: ``"shift"`` (a review is one perceived gap drawn from the volunteer's shift kernel, then
+            per-date answers; the default) or ``"per_date"`` (every answered date is an independent draw).
+        max_shift: largest boundary shift (in images) with its own kernel weight; larger ones share ``far``.
+        kernel_prior: pseudo-reviews pulling each volunteer's kernel towards the pooled kernel.
+
+    Fitted attributes (after :meth:`fit`): ``building_ids_``, ``volunteer_ids_``, ``n_dates_``,
+    ``confusion_`` ``[V, 3, 3]``, ``confusion_counts_`` (soft answer counts, no prior), ``pooled_confusion_``,
+    ``gap_prior_`` ``[T + 1, 2]``, ``log_posterior_`` ``[B, T + 1]``, ``grade_probs_`` ``[B, 2]``
+    (damaged, destroyed), ``gold_`` ``[B]``, ``n_reviews_`` ``[B]`` (distinct human volunteers),
+    ``log_likelihood_`` (per iteration), ``n_iter_``, ``converged_``, ``model_version_``. ``confusion_`` is
+    the effective per-date confusion (what the volunteer answers given a date's true class, boundary shifts
+    included), whichever review model was fitted. The shift model adds ``kernel_names_``,
+    ``kernel_weights_`` ``[V, C]`` (each volunteer's mixture of ways of erring), ``emission_confusion_``
+    ``[V, 3, 3]`` (answers given the perceived class) and ``false_alarm_shape_`` ``[T]``.
+    """
+
+    n_iter: int = 100
+    tol: float = 1e-6
+    confusion_prior: float = 4.0
+    pooled_prior: float = 2.0
+    gap_prior_strength: float = 1.0
+    init_accuracy: float = 0.8
+    model_weight: float = 1.0
+    use_gold: bool = True
+    review_model: Literal["shift", "per_date"] = "shift"
+    max_shift: int = 3
+    kernel_prior: float = 8.0
+
+    building_ids_: np.ndarray = field(init=False, repr=False)
+    volunteer_ids_: np.ndarray = field(init=False, repr=False)
+    n_dates_: int = field(init=False, repr=False)
+    confusion_: np.ndarray = field(init=False, repr=False)
+    confusion_counts_: np.ndarray = field(init=False, repr=False)
+    pooled_confusion_: np.ndarray = field(init=False, repr=False)
+    gap_prior_: np.ndarray = field(init=False, repr=False)
+    log_posterior_: np.ndarray = field(init=False, repr=False)
+    grade_probs_: np.ndarray = field(init=False, repr=False)
+    gold_: np.ndarray = field(init=False, repr=False)
+    n_reviews_: np.ndarray = field(init=False, repr=False)
+    log_likelihood_: list[float] = field(init=False, repr=False)
+    n_iter_: int = field(init=False, repr=False)
+    converged_: bool = field(init=False, repr=False)
+    model_version_: str | None = field(init=False, repr=False)
+    kernel_names_: tuple[str, ...] = field(init=False, repr=False)
+    kernel_weights_: np.ndarray = field(init=False, repr=False)
+    emission_confusion_: np.ndarray = field(init=False, repr=False)
+    false_alarm_shape_: np.ndarray = field(init=False, repr=False)
+
+    def fit(
+        self,
+        table: pd.DataFrame,
+        n_dates: int,
+        *,
+        building_ids: Iterable[str] | None = None,
+        emissions: ModelEmissions | None = None,
+        gap_witness: GapWitness | None = None,
+    ) -> GapDawidSkene:
+        """Learn volunteer confusions and every building's gap posterior.
+
+        Args:
+            table: the long annotation table (validated here, strictly; the input is not modified).
+            n_dates: timeline length T.
+            building_ids: the buildings to estimate, including those nobody reviewed; default: those in the
+                table and in ``emissions``.
+            emissions: the model as a per-date witness, or None for crowd only.
+            gap_witness: a witness that scores whole gaps (e.g. the change-point baseline), or None.
+
+        Returns:
+            self, fitted.
+
+        Raises:
+            AggregationError: bad hyperparameters or emissions that do not fit the timeline.
+            AnnotationTableError: the table fails validation.
+        """
+        self._check_params(n_dates, emissions, gap_witness)
+        known = None if building_ids is None else list(dict.fromkeys(str(b) for b in building_ids))
+        clean = validate_table(table, building_ids=known, n_dates=n_dates, strict=True).table
+        data = _Data.build(clean, n_dates, known, emissions, gap_witness, self.model_weight)
+
+        self.building_ids_ = data.building_ids
+        self.volunteer_ids_ = data.volunteer_ids
+        self.n_dates_ = n_dates
+        self.gold_ = data.gold if self.use_gold else np.zeros(len(data.building_ids), dtype=bool)
+        gold_mask = data.gold_mask if self.use_gold else np.zeros_like(data.gold_mask)
+        self.n_reviews_ = data.n_reviews
+        versions = [w.version for w in (emissions, gap_witness) if w is not None and w.version]
+        self.model_version_ = "+".join(versions) if versions else None
+
+        if self.review_model == "shift":
+            q, prior, history, converged, iteration = self._fit_shift(data, gold_mask)
+        else:
+            q, prior, history, converged, iteration = self._fit_per_date(data, gold_mask)
+        if not converged and self.n_iter > 0:
+            warnings.warn(
+                f"GapDawidSkene did not converge in {self.n_iter} iterations "
+                f"(last change {history[-1] - history[-2] if len(history) > 1 else float('nan'):.3g}); "
+                "raise n_iter or tol",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        # the effective per-date confusion (boundary shifts included) is what quality reports read
+        conf, counts, pooled, _ = _m_step(
+            data, q, self.confusion_prior, self.pooled_prior, self.gap_prior_strength
+        )
+        self.confusion_ = conf
+        self.confusion_counts_ = counts
+        self.pooled_confusion_ = pooled
+        self.gap_prior_ = prior
+        joint = q.sum(axis=2)
+        self.log_posterior_ = np.log(np.clip(joint, 1e-300, None))
+        grade = q.sum(axis=1)
+        self.grade_probs_ = grade / np.clip(grade.sum(axis=1, keepdims=True), 1e-300, None)
+        self.log_likelihood_ = history
+        self.n_iter_ = iteration
+        self.converged_ = converged
+        return self
+
+    def _fit_per_date(
+        self, data: _Data, gold_mask: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, list[float], bool, int]:
+        """EM of the per-date witness model: every answered date is an independent draw from the confusion."""
+        n_vol, n_dates = len(data.volunteer_ids), data.n_dates
+        off = (1.0 - self.init_accuracy) / 2.0
+        init = np.full((3, 3), off) + np.eye(3) * (self.init_accuracy - off)
+        log_conf = np.log(np.broadcast_to(init, (n_vol, 3, 3)))
+        prior = np.full((n_dates + 1, 2), 1.0 / (2.0 * (n_dates + 1)))
+        history: list[float] = []
+        q, _ = _e_step(data, log_conf, np.log(prior), gold_mask)
+        for iteration in range(1, self.n_iter + 1):
+            conf, _, _, prior = _m_step(
+                data, q, self.confusion_prior, self.pooled_prior, self.gap_prior_strength
+            )
+            q, ll = _e_step(data, np.log(conf), np.log(prior), gold_mask)
+            history.append(ll)
+            if self._converged(history, data):
+                return q, prior, history, True, iteration
+        return q, prior, history, False, self.n_iter
+
+    def _fit_shift(
+        self, data: _Data, gold_mask: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, list[float], bool, int]:
+        """EM of the shift-kernel witness model (module docstring)."""
+        n_vol, n_dates = len(data.volunteer_ids), data.n_dates
+        basis = _KernelBasis.build(n_dates, self.max_shift)
+        off = (1.0 - self.init_accuracy) / 2.0
+        init = np.full((3, 3), off) + np.eye(3) * (self.init_accuracy - off)
+        log_conf = np.log(np.broadcast_to(init, (n_vol, 3, 3)).copy())
+        weights = np.broadcast_to(basis.initial_weights(), (n_vol, len(basis.names))).copy()
+        false_alarm = np.full(n_dates, 1.0 / n_dates)
+        prior = np.full((n_dates + 1, 2), 1.0 / (2.0 * (n_dates + 1)))
+        history: list[float] = []
+        state = _ShiftState(log_conf, weights, false_alarm)
+        for iteration in range(1, self.n_iter + 1):
+            kernels = basis.kernels(state.weights, state.false_alarm)
+            q, ll, cache = _e_step_shift(data, state.log_conf, kernels, np.log(prior), gold_mask)
+            history.append(ll)
+            if self._converged(history, data):
+                self._store_kernel(basis, state)
+                return q, prior, history, True, iteration
+            state, prior = _m_step_shift(
+                data, q, cache, kernels, basis, state, self.confusion_prior, self.pooled_prior,
+                self.kernel_prior, self.gap_prior_strength,
+            )  # fmt: skip
+        kernels = basis.kernels(state.weights, state.false_alarm)
+        q, ll, _ = _e_step_shift(data, state.log_conf, kernels, np.log(prior), gold_mask)
+        history.append(ll)
+        self._store_kernel(basis, state)
+        return q, prior, history, False, self.n_iter
+
+    def _store_kernel(self, basis: _KernelBasis, state: _ShiftState) -> None:
+        self.kernel_names_ = basis.names
+        self.kernel_weights_ = state.weights
+        self.emission_confusion_ = np.exp(state.log_conf)
+        self.false_alarm_shape_ = state.false_alarm
+
+    def _converged(self, history: list[float], data: _Data) -> bool:
+        n_b = max(1, len(data.building_ids))
+        return len(history) > 1 and abs(history[-1] - history[-2]) < self.tol * n_b
+
+    def _check_params(
+        self, n_dates: int, emissions: ModelEmissions | None, gap_witness: GapWitness | None
+    ) -> None:
+        if n_dates < 1:
+            raise AggregationError(f"n_dates must be >= 1, got {n_dates}")
+        if not 1.0 / 3.0 < self.init_accuracy < 1.0:
+            raise AggregationError(f"init_accuracy must be in (1/3, 1), got {self.init_accuracy}")
+        if min(self.confusion_prior, self.pooled_prior, self.gap_prior_strength) <= 0:
+            raise AggregationError("confusion_prior, pooled_prior and gap_prior_strength must be > 0")
+        if self.review_model not in ("shift", "per_date"):
+            raise AggregationError(f"review_model must be 'shift' or 'per_date', got {self.review_model!r}")
+        if self.max_shift < 1 or self.kernel_prior <= 0:
+            raise AggregationError(
+                f"max_shift must be >= 1 and kernel_prior > 0, got {self.max_shift} and {self.kernel_prior}"
+            )
+        if gap_witness is not None and gap_witness.log_likelihood.shape[1] != n_dates + 1:
+            raise AggregationError(
+                f"gap witness scores {gap_witness.log_likelihood.shape[1]} gaps but the timeline has "
+                f"{n_dates + 1}; score it on the same timeline"
+            )
+        if emissions is not None and emissions.log_intact.shape[1] != n_dates:
+            raise AggregationError(
+                f"model emissions cover {emissions.log_intact.shape[1]} dates but the timeline has {n_dates}; "
+                "predict on the same timeline"
+            )
+
+    def _require_fit(self) -> None:
+        if not hasattr(self, "log_posterior_"):
+            raise AggregationError("GapDawidSkene is not fitted; call fit(table, n_dates) first")
+
+    @property
+    def gap_probs_(self) -> np.ndarray:
+        """``[B, T + 1]`` posterior probability of each gap."""
+        self._require_fit()
+        return np.exp(self.log_posterior_)
+
+    @property
+    def map_gap_(self) -> np.ndarray:
+        """``[B]`` most probable gap."""
+        self._require_fit()
+        return self.log_posterior_.argmax(axis=1)
+
+    @property
+    def confidence_(self) -> np.ndarray:
+        """``[B]`` posterior mass of the most probable gap."""
+        return np.exp(self.log_posterior_.max(axis=1))
+
+    def predict(self) -> pd.Series:
+        """Most probable gap per building id."""
+        return pd.Series(self.map_gap_, index=pd.Index(self.building_ids_, name=COL_BUILDING), name="gap")
+
+    def predict_proba(self) -> pd.DataFrame:
+        """Gap probabilities, one row per building id, one column per gap."""
+        return pd.DataFrame(self.gap_probs_, index=pd.Index(self.building_ids_, name=COL_BUILDING))
+
+    def index_of(self, building_ids: Sequence[str]) -> np.ndarray:
+        """Row positions of ``building_ids`` in the fitted arrays."""
+        self._require_fit()
+        pos = pd.Index(self.building_ids_).get_indexer(list(building_ids))
+        if (pos < 0).any():
+            missing = [b for b, p in zip(building_ids, pos, strict=True) if p < 0][:5]
+            raise AggregationError(f"buildings {missing} were not part of the fit; pass them as building_ids")
+        return pos
+
+
+@dataclass(frozen=True)
+class _Data:
+    """The table as integer arrays: human answers (visible only), reviews, gold masks, and the witnesses."""
+
+    building_ids: np.ndarray
+    volunteer_ids: np.ndarray
+    n_dates: int
+    row_building: np.ndarray
+    row_date: np.ndarray
+    row_volunteer: np.ndarray
+    row_state: np.ndarray
+    gold: np.ndarray
+    gold_mask: np.ndarray  # [B, T + 1, 2] additive log mask (0 or -inf)
+    witness_log_lik: np.ndarray  # [B, T + 1, 2] the model witnesses' log-likelihood of each (gap, grade)
+    n_reviews: np.ndarray
+    review_building: np.ndarray  # [R]
+    review_volunteer: np.ndarray  # [R], non-decreasing
+    review_slices: np.ndarray  # [V + 1]: volunteer v's reviews are review_slices[v]:review_slices[v + 1]
+    answers: np.ndarray  # [R, T] answered state, _NO_ANSWER where not visible or not asked
+    building_of_review: sparse.csr_matrix  # [B, R] incidence, sums reviews into buildings
+    volunteer_of_review: sparse.csr_matrix  # [V, R] incidence
+
+    @classmethod
+    def build(
+        cls,
+        table: pd.DataFrame,
+        n_dates: int,
+        known: list[str] | None,
+        emissions: ModelEmissions | None,
+        gap_witness: GapWitness | None,
+        model_weight: float,
+    ) -> _Data:
+        ids = list(known) if known is not None else []
+        ids += table[COL_BUILDING].unique().tolist()
+        for witness in (emissions, gap_witness):
+            if witness is not None:
+                ids += list(witness.building_ids)
+        building_ids = np.array(list(dict.fromkeys(ids)), dtype=object)
+        index = pd.Index(building_ids)
+        n_b = len(building_ids)
+
+        expert = (table[COL_SOURCE] == "expert").to_numpy()
+        human = table[~expert]
+        visible = human[human[COL_STATE] != int(State.NOT_VISIBLE)]
+        vol_codes, volunteer_ids = pd.factorize(visible[COL_VOLUNTEER], sort=True)
+        n_reviews = np.zeros(n_b, dtype=np.int64)
+        per_b = human.groupby(COL_BUILDING)[COL_VOLUNTEER].nunique()
+        n_reviews[index.get_indexer(per_b.index)] = per_b.to_numpy()
+
+        gold_mask = np.zeros((n_b, n_dates + 1, 2))
+        gold = np.zeros(n_b, dtype=bool)
+        gold_rows = table[expert & (table[COL_STATE] != int(State.NOT_VISIBLE)).to_numpy()]
+        if len(gold_rows):
+            gb = index.get_indexer(gold_rows[COL_BUILDING])
+            gt = gold_rows[COL_DATE_INDEX].to_numpy()
+            gs = gold_rows[COL_STATE].to_numpy()
+            intact = gs == int(State.INTACT)
+            # intact at t rules out g <= t; damage at t rules out g > t
+            lo = np.zeros(n_b, dtype=np.int64)
+            hi = np.full(n_b, n_dates, dtype=np.int64)
+            np.maximum.at(lo, gb[intact], gt[intact] + 1)
+            np.minimum.at(hi, gb[~intact], gt[~intact])
+            g = np.arange(n_dates + 1)
+            bad = (g[None, :] < lo[:, None]) | (g[None, :] > hi[:, None])
+            gold[np.unique(gb)] = True
+            gold_mask[bad] = _NEG_INF
+            saw_destroyed = np.zeros(n_b, dtype=bool)
+            saw_damaged = np.zeros(n_b, dtype=bool)
+            saw_destroyed[gb[gs == int(State.DESTROYED)]] = True
+            saw_damaged[gb[gs == int(State.DAMAGED)]] = True
+            # an expert grade settles the grade too: destroyed if ever seen destroyed, else damaged if seen
+            gold_mask[saw_destroyed, :, 0] = _NEG_INF
+            gold_mask[saw_damaged & ~saw_destroyed, :, 1] = _NEG_INF
+
+        witness = np.zeros((n_b, n_dates + 1, 2))
+        if emissions is not None:
+            rows = index.get_indexer(list(emissions.building_ids))
+            w = model_weight * (
+                emissions.weight if emissions.weight is not None else np.ones_like(emissions.log_intact)
+            )
+            li = torch.from_numpy(np.where(w > 0, w * emissions.log_intact, 0.0))
+            ld = torch.from_numpy(np.where(w > 0, w * emissions.log_damaged, 0.0))
+            witness[rows] += gap_log_likelihood(li, ld).numpy()[..., None]
+        if gap_witness is not None:
+            rows = index.get_indexer(list(gap_witness.building_ids))
+            ll = gap_witness.log_likelihood - gap_witness.log_likelihood.max(axis=1, keepdims=True)
+            witness[rows] += model_weight * ll[..., None]
+        row_building = index.get_indexer(visible[COL_BUILDING]).astype(np.int64)
+        row_volunteer = vol_codes.astype(np.int64)
+        row_date = visible[COL_DATE_INDEX].to_numpy(dtype=np.int64)
+        row_state = visible[COL_STATE].to_numpy(dtype=np.int64)
+        # reviews numbered volunteer by volunteer, so each volunteer's reviews are one contiguous slice
+        by_volunteer = np.argsort(row_volunteer, kind="stable")
+        codes, _ = pd.factorize(visible[COL_EXTERNAL_ID].to_numpy()[by_volunteer])
+        row_review = np.empty(len(codes), dtype=np.int64)
+        row_review[by_volunteer] = codes
+        n_r = int(codes.max()) + 1 if len(codes) else 0
+        review_building = np.zeros(n_r, dtype=np.int64)
+        review_volunteer = np.zeros(n_r, dtype=np.int64)
+        review_building[row_review] = row_building
+        review_volunteer[row_review] = row_volunteer
+        answers = np.full((n_r, n_dates), _NO_ANSWER, dtype=np.int64)
+        answers[row_review, row_date] = row_state
+        return cls(
+            building_ids=building_ids,
+            volunteer_ids=np.asarray(volunteer_ids, dtype=object),
+            n_dates=n_dates,
+            row_building=row_building,
+            row_date=row_date,
+            row_volunteer=row_volunteer,
+            row_state=row_state,
+            gold=gold,
+            gold_mask=gold_mask,
+            witness_log_lik=witness,
+            n_reviews=n_reviews,
+            review_building=review_building,
+            review_volunteer=review_volunteer,
+            review_slices=np.searchsorted(review_volunteer, np.arange(len(volunteer_ids) + 1)),
+            answers=answers,
+            building_of_review=_incidence(review_building, n_b),
+            volunteer_of_review=_incidence(review_volunteer, len(volunteer_ids)),
+        )
+
+
+def _incidence(owner: np.ndarray, n_owners: int) -> sparse.csr_matrix:
+    """``[n_owners, len(owner)]`` 0/1 matrix with a 1 where item j belongs to ``owner[j]``."""
+    ones = np.ones(len(owner))
+    return sparse.csr_matrix((ones, (owner, np.arange(len(owner)))), shape=(n_owners, len(owner)))
+
+
+def _e_step(
+    data: _Data, log_conf: np.ndarray, log_prior: np.ndarray, gold_mask: np.ndarray
+) -> tuple[np.ndarray, float]:
+    """Posterior over (gap, grade) per building, ``[B, T + 1, 2]``, and the total log-likelihood."""
+    n_b, n_t = len(data.building_ids), data.n_dates
+    cell = data.row_building * n_t + data.row_date
+    evidence = np.zeros((n_b, n_t, 3))
+    for c in range(3):
+        contrib = log_conf[data.row_volunteer, c, data.row_state]
+        evidence[:, :, c] += np.bincount(cell, weights=contrib, minlength=n_b * n_t).reshape(n_b, n_t)
+    ev = torch.from_numpy(evidence)
+    log_lik = torch.stack(
+        [gap_log_likelihood(ev[..., 0], ev[..., 1]), gap_log_likelihood(ev[..., 0], ev[..., 2])], dim=-1
+    ).numpy()
+    joint = log_lik + data.witness_log_lik + log_prior[None] + gold_mask
+    flat = joint.reshape(n_b, -1)
+    top = flat.max(axis=1, keepdims=True)
+    log_z = top[:, 0] + np.log(np.exp(flat - top).sum(axis=1))
+    q = np.exp(joint - log_z[:, None, None])
+    return q, float(log_z.sum())
+
+
+def _m_step(
+    data: _Data, q: np.ndarray, confusion_prior: float, pooled_prior: float, gap_prior_strength: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """MAP confusions (shrunk to the pooled confusion) and gap/grade prior from the posterior ``q``."""
+    n_t = data.n_dates
+    # P(class at date t): intact iff g > t; grade k iff g <= t.
+    qg = q.sum(axis=2)
+    p_intact = np.cumsum(qg[:, ::-1], axis=1)[:, ::-1][:, 1:]  # sum_{g > t}
+    p_grade = np.cumsum(q, axis=1)[:, :n_t, :]  # sum_{g <= t}
+    p_class = np.concatenate([p_intact[..., None], p_grade], axis=2)  # [B, T, 3]
+    n_v = len(data.volunteer_ids)
+    row_p = p_class[data.row_building, data.row_date]  # [R, 3]
+    counts = np.zeros((n_v, 3, 3))
+    for c in range(3):
+        counts[:, c, :] = np.bincount(
+            data.row_volunteer * 3 + data.row_state, weights=row_p[:, c], minlength=n_v * 3
+        ).reshape(n_v, 3)
+    pooled = counts.sum(axis=0) + pooled_prior * np.eye(3) + 1e-3
+    pooled /= pooled.sum(axis=1, keepdims=True)
+    conf = counts + confusion_prior * pooled[None]
+    conf /= conf.sum(axis=2, keepdims=True)
+    prior = q.sum(axis=0) + gap_prior_strength
+    prior /= prior.sum()
+    return conf, counts, pooled, prior
+
+
+@dataclass(frozen=True)
+class _KernelBasis:
+    """Row-stochastic ``[T + 1, T + 1]`` matrices P(perceived gap | true gap), one per way of erring.
+
+    A volunteer's kernel is their mixture ``sum_c w_c basis_c``. Shifts that run off the timeline are clipped
+    to its ends (nobody can mark a change before the first or after the last image); the false-alarm row's
+    shape over the dates is learned (pooled) and passed to :meth:`kernels`.
+    """
+
+    names: tuple[str, ...]
+    fixed: np.ndarray  # [C, G, G]; the false-alarm slice is its g < T part only
+    false_alarm: int
+
+    @classmethod
+    def build(cls, n_dates: int, max_shift: int) -> _KernelBasis:
+        n_g = n_dates + 1
+        g = np.arange(n_g)
+        names: list[str] = ["exact"]
+        mats: list[np.ndarray] = [np.eye(n_g)]
+
+        def shifted(k: int) -> np.ndarray:
+            m = np.zeros((n_g, n_g))
+            m[g[:-1], np.clip(g[:-1] + k, 0, n_dates)] = 1.0
+            m[n_dates, n_dates] = 1.0  # an undamaged building cannot be seen damaged late or early
+            return m
+
+        for k in range(1, max_shift + 1):
+            names += [f"late_{k}", f"early_{k}"]
+            mats += [shifted(k), shifted(-k)]
+        far = np.zeros((n_g, n_g))
+        for row in range(n_dates):
+            cols = np.flatnonzero((np.abs(g - row) > max_shift) & (g < n_dates))
+            if len(cols):
+                far[row, cols] = 1.0 / len(cols)
+            else:
+                far[row, row] = 1.0
+        far[n_dates, n_dates] = 1.0
+        miss = np.zeros((n_g, n_g))
+        miss[:, n_dates] = 1.0
+        false_alarm = np.eye(n_g)
+        false_alarm[n_dates] = 0.0  # filled by kernels() from the learned shape
+        noise = np.full((n_g, n_g), 1.0 / n_g)
+        names += ["far", "miss", "false_alarm", "noise"]
+        mats += [far, miss, false_alarm, noise]
+        return cls(tuple(names), np.stack(mats), names.index("false_alarm"))
+
+    def initial_weights(self) -> np.ndarray:
+        """A plausible starting mixture: mostly exact, errors shrinking with their size."""
+        w = {"exact": 0.75, "far": 0.01, "miss": 0.04, "false_alarm": 0.02, "noise": 0.02}
+        out = np.array([w[n] if n in w else 0.05 / int(n.split("_")[1]) for n in self.names])
+        return out / out.sum()
+
+    def matrices(self, false_alarm_shape: np.ndarray) -> np.ndarray:
+        """The basis ``[C, G, G]`` with the false-alarm row set to ``false_alarm_shape`` (over dates 0..T-1)."""
+        mats = self.fixed.copy()
+        mats[self.false_alarm, -1, :-1] = false_alarm_shape
+        return mats
+
+    def kernels(self, weights: np.ndarray, false_alarm_shape: np.ndarray) -> np.ndarray:
+        """Every volunteer's kernel ``[V, G, G]`` from mixture weights ``[V, C]``."""
+        return np.einsum("vc,cgp->vgp", weights, self.matrices(false_alarm_shape))
+
+
+@dataclass(frozen=True)
+class _ShiftState:
+    """Parameters of the shift-kernel model between EM steps."""
+
+    log_conf: np.ndarray  # [V, 3, 3] per-date answer given the perceived class
+    weights: np.ndarray  # [V, C] kernel mixture weights
+    false_alarm: np.ndarray  # [T] pooled shape of false alarms over the dates
+
+
+def _volunteer_slices(data: _Data) -> Iterator[tuple[int, slice]]:
+    """Each volunteer with reviews and the slice of its reviews."""
+    bounds = data.review_slices
+    for v in np.flatnonzero(np.diff(bounds)):
+        yield int(v), slice(int(bounds[v]), int(bounds[v + 1]))
+
+
+def _review_log_likelihood(data: _Data, log_conf: np.ndarray) -> np.ndarray:
+    """``[R, T + 1, 2]``: log P(review's answers | perceived gap, grade) under each volunteer's confusion."""
+    padded = np.concatenate([log_conf, np.zeros((*log_conf.shape[:2], 1))], axis=2)  # [V, 3, 4]
+    ev = padded[data.review_volunteer[:, None], :, data.answers]  # [R, T, 3]
+    return _gap_log_likelihood_np(ev)
+
+
+def _gap_log_likelihood_np(ev: np.ndarray) -> np.ndarray:
+    """model.changepoint.gap_log_likelihood for both grades at once, in numpy: ``[N, T, 3]`` -> ``[N, T + 1, 2]``."""
+    n = ev.shape[0]
+    out = np.zeros((n, ev.shape[1] + 1, 2))
+    out[:, 1:, :] += np.cumsum(ev[:, :, 0], axis=1)[..., None]
+    out[:, :-1, :] += np.cumsum(ev[:, ::-1, 1:], axis=1)[:, ::-1, :]
+    return out
+
+
+def _e_step_shift(
+    data: _Data, log_conf: np.ndarray, kernels: np.ndarray, log_prior: np.ndarray, gold_mask: np.ndarray
+) -> tuple[np.ndarray, float, tuple[np.ndarray, np.ndarray]]:
+    """Posterior over (gap, grade) per building and the per-review terms the M step reuses.
+
+    Each review contributes ``log sum_p K_v[g, p] P(answers | p, grade)``: one boundary error is one event.
+    """
+    n_b, n_g = len(data.building_ids), data.n_dates + 1
+    lik = _review_log_likelihood(data, log_conf)
+    top = lik.max(axis=(1, 2), keepdims=True)
+    scaled = np.exp(lik - top)  # [R, G, 2]
+    per_gap = np.empty_like(scaled)
+    for v, sl in _volunteer_slices(data):
+        per_gap[sl] = kernels[v] @ scaled[sl]
+    per_gap = np.maximum(per_gap, 1e-300)
+    review_ll = (np.log(per_gap) + top).reshape(len(scaled), -1)
+    crowd = np.asarray(data.building_of_review @ review_ll).reshape(n_b, n_g, 2)
+    joint = crowd + data.witness_log_lik + log_prior[None] + gold_mask
+    flat = joint.reshape(n_b, -1)
+    peak = flat.max(axis=1, keepdims=True)
+    log_z = peak[:, 0] + np.log(np.exp(flat - peak).sum(axis=1))
+    q = np.exp(joint - log_z[:, None, None])
+    return q, float(log_z.sum()), (scaled, per_gap)
+
+
+def _m_step_shift(
+    data: _Data,
+    q: np.ndarray,
+    cache: tuple[np.ndarray, np.ndarray],
+    kernels: np.ndarray,
+    basis: _KernelBasis,
+    state: _ShiftState,
+    confusion_prior: float,
+    pooled_prior: float,
+    kernel_prior: float,
+    gap_prior_strength: float,
+) -> tuple[_ShiftState, np.ndarray]:
+    """MAP kernels, confusions (each shrunk to the pooled one) and gap prior from the posterior ``q``."""
+    scaled, per_gap = cache
+    n_v, n_g, n_t = len(data.volunteer_ids), data.n_dates + 1, data.n_dates
+    ratio_q = q[data.review_building] / per_gap  # q(g, k) / sum_p K[g, p] lik(p, k)
+    pair_v = np.zeros((n_v, n_g, n_g))  # expected (true, perceived) gap pairs per volunteer
+    perceived = np.empty_like(scaled)  # [R, G(p), 2] posterior of the perceived gap and grade
+    for v, sl in _volunteer_slices(data):
+        pair_v[v] = kernels[v] * np.tensordot(ratio_q[sl], scaled[sl], axes=([0, 2], [0, 2]))
+        perceived[sl] = scaled[sl] * (kernels[v].T @ ratio_q[sl])
+
+    # kernel mixture weights: responsibilities of each way of erring, shrunk to the pooled mixture
+    mats = basis.matrices(state.false_alarm)
+    ratio = pair_v / np.maximum(kernels, 1e-300)
+    resp = state.weights * np.einsum("vgp,cgp->vc", ratio, mats)
+    pooled_w = resp.sum(axis=0) + 1.0
+    pooled_w /= pooled_w.sum()
+    weights = (resp + kernel_prior * pooled_w) / (resp.sum(axis=1, keepdims=True) + kernel_prior)
+    fa = (state.weights[:, basis.false_alarm, None] * ratio[:, -1, :-1]).sum(axis=0) * state.false_alarm
+    fa = fa + 1e-3
+    fa /= fa.sum()
+
+    # per-date confusion given the perceived class (intact before p, the grade from p on)
+    total = perceived.sum(axis=2)
+    p_intact = np.cumsum(total[:, ::-1], axis=1)[:, ::-1][:, 1:]  # sum_{p > t}
+    p_grade = np.cumsum(perceived, axis=1)[:, :n_t, :]  # sum_{p <= t}
+    p_class = np.concatenate([p_intact[..., None], p_grade], axis=2)  # [R, T, 3]
+    per_review = np.stack(
+        [np.einsum("rtc,rt->rc", p_class, data.answers == s) for s in range(3)], axis=2
+    )  # [R, 3 (class), 3 (answer)]
+    counts = np.asarray(data.volunteer_of_review @ per_review.reshape(len(per_review), 9)).reshape(n_v, 3, 3)
+    pooled = counts.sum(axis=0) + pooled_prior * np.eye(3) + 1e-3
+    pooled /= pooled.sum(axis=1, keepdims=True)
+    conf = counts + confusion_prior * pooled[None]
+    conf /= conf.sum(axis=2, keepdims=True)
+
+    prior = q.sum(axis=0) + gap_prior_strength
+    prior /= prior.sum()
+    return _ShiftState(np.log(conf), weights, fa), prior

@@ -1,0 +1,283 @@
+"""Dating benchmark: the learned model against the non-learned change-point baseline on an unseen scenario.
+
+With ``--seed N``: the scenario of seed N (``.work/scenarios/<preset>-<N>``, generated if missing) is ingested
+into a chip cache; 30% of its buildings get 3 simulated volunteer reviews each, aggregated by Dawid-Skene
+(``active_learning.aggregation.GapDawidSkene``) into soft gap targets; the model is trained on them through the
+LightningCLI config ``experiments/configs/<preset>.yaml`` (validation blocks of seed N fit the temperature) and
+registered in MLflow as ``candidate``. Evaluation uses every building of the scenario of seed N + 1, whose blocks
+the training never saw, against its true gaps; the baseline is scored on the same buildings. Figures: exact-gap
+and within-1-gap accuracy, damaged-vs-intact AUC, ECE, mean 90% credible interval width in days, for both arms;
+inference chips/s (with the configured Monte-Carlo dropout samples, and deterministic) and the mean training
+epoch time, plus its extrapolation to 600 buildings x 15 dates.
+
+    python -m experiments.benchmarks.dating --preset tiny --seed 0 --json .work/bench/dating-tiny-0.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import pandas as pd
+import torch
+from rich.console import Console
+from rich.table import Table
+
+from active_learning.aggregation import GapDawidSkene
+from active_learning.schema import annotations_to_table
+from active_learning.volunteers import VolunteerPool, load_truth, simulate_annotations
+from experiments.benchmarks.ingest import ensure_scenario
+from model.baseline import ChangePointBaseline
+from model.calibration import dating_metrics, plot_gap_errors, plot_reliability
+from model.chips import ingest
+from model.datamodule import GRADES, ChipArrays, GapLabels
+from model.predict import predict
+from model.registry import Tracking
+from model.training import run_cli
+
+__all__ = ["main", "run"]
+
+WORK = Path(".work")
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+LABEL_SHARE = 0.3
+REVIEWS = 3
+POOL_SIZE = 200
+TARGETS = {
+    "exact_gap_accuracy": 0.90,
+    "within1_gap_accuracy": 0.97,
+    "auc": 0.98,
+    "ece": 0.03,
+    "inference_chips_per_s": 1000.0,
+}
+
+
+class EpochTimer(L.Callback):
+    """Wall time of every training epoch (training batches only, validation excluded)."""
+
+    def __init__(self) -> None:
+        self.seconds: list[float] = []
+        self._start = 0.0
+        self._val = 0.0
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._start, self._val = time.perf_counter(), 0.0
+
+    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._val_start = time.perf_counter()
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._val += time.perf_counter() - self._val_start
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.seconds.append(time.perf_counter() - self._start - self._val)
+
+
+def chip_cache(preset: str, seed: int, work: Path) -> tuple[Path, ChipArrays]:
+    """Scenario ``preset``/``seed`` ingested (reused when unchanged) into ``work/chips/<preset>-<seed>``."""
+    scenario = ensure_scenario(preset, seed, work)
+    out = work / "chips" / f"{preset}-{seed}"
+    ingest(scenario, scenario / "footprints.gpkg", out, warn=False)
+    return scenario, ChipArrays.open(out)
+
+
+def crowd_labels(scenario: Path, chips: ChipArrays, seed: int) -> tuple[GapLabels, dict[str, float]]:
+    """Soft gap labels for 30% of the buildings from 3 simulated volunteers each, aggregated by Dawid-Skene."""
+    truths = [t for t in load_truth(scenario) if t.building_id in set(chips.building_ids)]
+    rng = np.random.default_rng([seed, 0xDA7E])
+    chosen = sorted(rng.choice(len(truths), size=max(4, round(LABEL_SHARE * len(truths))), replace=False))
+    subset = [truths[i] for i in chosen]
+    pool = VolunteerPool.create(POOL_SIZE, seed)
+    table = annotations_to_table(simulate_annotations(subset, pool, REVIEWS, seed))
+    ids = [t.building_id for t in subset]
+    ds = GapDawidSkene().fit(table, chips.n_dates, building_ids=ids)
+    rows = ds.index_of(ids)
+    probs = ds.gap_probs_[rows]
+    damaged = probs[:, -1] < 0.5
+    grade = np.where(damaged, ds.grade_probs_[rows].argmax(axis=1), -1)
+    truth_frame = pd.read_csv(scenario / "truth.csv", dtype={"building_id": str, "block_id": str})
+    block = truth_frame.set_index("building_id")["block_id"]
+    labels = GapLabels.from_soft(ids, probs, grade.tolist(), [str(block[b]) for b in ids])
+    true_gap = np.array([t.true_gap for t in subset])
+    quality = {
+        "label_exact_accuracy": float((probs.argmax(axis=1) == true_gap).mean()),
+        "labelled_buildings": float(len(ids)),
+        "annotations": float(len(table.drop_duplicates(["building_id", "volunteer_id"]))),
+    }
+    return labels, quality
+
+
+def run(
+    preset: str,
+    seed: int,
+    *,
+    work: Path = WORK,
+    tracking: Tracking | None = None,
+    config: Path | None = None,
+    max_epochs: int | None = None,
+    console: Console | None = None,
+) -> dict[str, Any]:
+    """Train on seed ``seed``, evaluate on seed ``seed + 1``; returns the figures."""
+    console = console or Console()
+    bench = work / "bench" / f"dating-{preset}-{seed}"
+    bench.mkdir(parents=True, exist_ok=True)
+    console.print(f"[bold]scenarios[/] {preset} seeds {seed} (train) and {seed + 1} (evaluate)")
+    train_scenario, train_chips = chip_cache(preset, seed, work)
+    eval_scenario, eval_chips = chip_cache(preset, seed + 1, work)
+    labels, label_quality = crowd_labels(train_scenario, train_chips, seed)
+    labels_csv = labels.write_csv(bench / "labels.csv", train_chips.dates)
+    console.print(
+        f"labels: {len(labels.building_ids)} buildings, crowd MAP exact-gap accuracy "
+        f"{label_quality['label_exact_accuracy']:.3f}"
+    )
+
+    config = config or CONFIGS / f"{preset}.yaml"
+    if not config.is_file():
+        config = CONFIGS / "tiny.yaml"
+    timer = EpochTimer()
+    args = [
+        "--config",
+        str(config),
+        "--data.cache",
+        str(work / "chips" / f"{preset}-{seed}"),
+        "--data.labels",
+        str(labels_csv),
+        "--trainer.enable_progress_bar",
+        "false",
+    ]
+    if max_epochs is not None:
+        args += ["--trainer.max_epochs", str(max_epochs)]
+    started = time.perf_counter()
+    result = run_cli(args, tracking=tracking, run_name=f"dating-{preset}-{seed}", callbacks=[timer])
+    train_seconds = time.perf_counter() - started
+    task = result.task
+    n_train_chips = result.train_buildings * train_chips.n_dates
+    epoch_s = float(np.median(timer.seconds)) if timer.seconds else float("nan")
+
+    truth = pd.read_csv(eval_scenario / "truth.csv", dtype={"building_id": str})
+    truth = truth[truth["building_id"].isin(set(eval_chips.building_ids))]
+    rows = eval_chips.positions(list(truth["building_id"]))
+    true_gap = truth["true_gap"].to_numpy()
+    n_chips = len(rows) * eval_chips.n_dates
+    mc = int(task.hparams["mc_samples"])
+    preds = predict(task, eval_chips, rows, progress=True)
+    deterministic = predict(task, eval_chips, rows, mc_samples=1, progress=False)
+    model = dating_metrics(preds.probs, true_gap, eval_chips.dates)
+
+    t0 = time.perf_counter()
+    base_probs = ChangePointBaseline().predict(eval_chips, rows)
+    base_seconds = time.perf_counter() - t0
+    base = dating_metrics(base_probs, true_gap, eval_chips.dates)
+
+    plots = [
+        plot_reliability(preds.probs, true_gap, bench / "reliability.png", "model reliability (unseen seed)"),
+        plot_gap_errors(preds.probs, true_gap, bench / "gap_errors.png", "model gap error (unseen seed)"),
+        plot_gap_errors(base_probs, true_gap, bench / "baseline_gap_errors.png", "baseline gap error"),
+    ]
+    damaged = true_gap < eval_chips.n_dates
+    figures: dict[str, Any] = {
+        "preset": preset,
+        "seed": seed,
+        "eval_seed": seed + 1,
+        **model.as_dict(),
+        "eval_buildings": int(len(rows)),
+        "eval_damaged": int(damaged.sum()),
+        **base.as_dict("baseline_"),
+        "exact_gain_over_baseline": model.exact_gap_accuracy - base.exact_gap_accuracy,
+        "inference_chips_per_s": n_chips / preds.seconds,
+        "inference_mc_samples": mc,
+        "inference_deterministic_chips_per_s": n_chips / deterministic.seconds,
+        "baseline_chips_per_s": n_chips / base_seconds,
+        "train_epoch_s": epoch_s,
+        "train_epochs": len(timer.seconds),
+        "train_chips_per_s": n_train_chips / epoch_s if epoch_s > 0 else float("nan"),
+        "train_epoch_s_600x15": 600 * 15 / (n_train_chips / epoch_s) if epoch_s > 0 else float("nan"),
+        "train_total_s": train_seconds,
+        "temperature": result.temperature,
+        "val_exact_gap_accuracy": result.val_metrics.exact_gap_accuracy if result.val_metrics else float("nan"),
+        "model_version": result.model.label if result.model else "",
+        "torch_threads": torch.get_num_threads(),
+        "grade_classes": list(GRADES),
+        **label_quality,
+    }
+    figures["plots"] = [str(p) for p in plots]
+    if tracking is not None:
+        _log_mlflow(figures, tracking, plots)
+    return figures
+
+
+def _log_mlflow(figures: dict[str, Any], tracking: Tracking, plots: list[Path]) -> None:
+    import mlflow
+
+    experiment_id = tracking.activate("benchmark-dating")
+    with mlflow.start_run(experiment_id=experiment_id, run_name=f"dating-{figures['preset']}-{figures['seed']}"):
+        mlflow.log_params({k: figures[k] for k in ("preset", "seed", "eval_seed", "model_version")})
+        mlflow.log_metrics(
+            {k: float(v) for k, v in figures.items() if isinstance(v, int | float) and np.isfinite(float(v))}
+        )
+        for path in plots:
+            mlflow.log_artifact(str(path))
+
+
+def print_table(figures: dict[str, Any], console: Console) -> None:
+    """The two arms side by side, with the targets."""
+    table = Table(title=f"dating: {figures['preset']} seed {figures['seed']} -> {figures['eval_seed']}")
+    table.add_column("metric")
+    table.add_column("model", justify="right")
+    table.add_column("baseline", justify="right")
+    table.add_column("target", justify="right")
+    for key in ("exact_gap_accuracy", "within1_gap_accuracy", "auc", "ece", "ci90_width_days"):
+        target = TARGETS.get(key)
+        table.add_row(
+            key,
+            f"{figures[key]:.3f}",
+            f"{figures['baseline_' + key]:.3f}",
+            "" if target is None else (f"<= {target}" if key == "ece" else f">= {target}"),
+        )
+    table.add_row("inference chips/s", f"{figures['inference_chips_per_s']:.0f}",
+                  f"{figures['baseline_chips_per_s']:.0f}", ">= 1000")
+    table.add_row("train epoch s (600x15)", f"{figures['train_epoch_s_600x15']:.1f}", "", "<= 60")
+    table.add_row("eval buildings", str(figures["eval_buildings"]), "", "")
+    console.print(table)
+    console.print(
+        f"[bold]exact-gap accuracy {figures['exact_gap_accuracy']:.3f}[/] vs baseline "
+        f"{figures['baseline_exact_gap_accuracy']:.3f} ({100 * figures['exact_gain_over_baseline']:+.1f} points)"
+    )
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """Command-line entry point."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--preset", choices=["tiny", "district", "city"], default="tiny")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--tracking-uri", default=None, help="default: sqlite:///.work/mlflow.db")
+    parser.add_argument("--config", type=Path, default=None, help="LightningCLI YAML (default: by preset)")
+    parser.add_argument("--max-epochs", type=int, default=None)
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--no-mlflow", action="store_true")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    console = Console()
+    tracking = None
+    if not args.no_mlflow:
+        local = Tracking.local(WORK)
+        tracking = Tracking(args.tracking_uri, None) if args.tracking_uri else local
+    figures = run(
+        args.preset, args.seed, tracking=tracking, config=args.config, max_epochs=args.max_epochs, console=console
+    )
+    print_table(figures, console)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(figures, indent=1, default=str))
+        console.print(f"figures written to {args.json}")
+    return figures
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,293 @@
+"""The dating network: chip encoder, difference features, temporal model, per-date emissions, gap posterior.
+
+For one building with T chips the network computes
+
+1. an embedding e_t of every chip (a small CNN, or a torchvision/timm backbone built without weights) from the
+   chip standardised per band (cancels per-date illumination and haze), the footprint mask and the per-band
+   chip statistics;
+2. difference features against earlier dates: e_t - e_first (first valid date) and e_t - r_t, where r_t is the
+   validity-weighted mean of the embeddings of all earlier dates;
+3. a small transformer over the dates with sinusoidal encodings of the acquisition day, invalid dates masked
+   out of the attention keys;
+4. per-date emission log-probabilities of intact / damaged, turned into the exact gap log-likelihood by
+   :func:`model.changepoint.gap_log_likelihood` with the validity fractions as evidence weights (a linear-chain
+   CRF restricted to monotone paths), and a grade head (damaged / destroyed) pooled over the dates.
+
+Dropout sits only after the encoder, so Monte-Carlo dropout re-runs the cheap temporal part, not the encoder.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from model.changepoint import gap_log_likelihood
+from model.errors import ModelConfigError
+
+__all__ = ["BACKBONES", "TEMPORAL_MODELS", "DatingNetwork", "DatingOutput", "NetworkConfig"]
+
+VALID_THRESHOLD = 0.25
+"""Dates whose valid fraction is below this are hidden from the temporal attention."""
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    """Hyperparameters of :class:`DatingNetwork`.
+
+    Attributes:
+        backbone: chip encoder, a key of :data:`BACKBONES` or ``"timm:<name>"``.
+        in_channels: image bands of the chips (4 = R, G, B, NIR).
+        input_size: side in pixels of the encoder input: chips are first centre-cropped to
+            ``input_size * downsample`` pixels (chips are centred on the footprint), then area-downsampled.
+        downsample: area-downsampling factor after the crop (1 keeps full resolution).
+        width: channels of the small CNN's first stage (doubled once).
+        embed_dim: chip embedding size.
+        d_model: width of the temporal model.
+        temporal: temporal model, a key of :data:`TEMPORAL_MODELS`.
+        layers / heads: transformer depth and attention heads.
+        dropout: dropout after the encoder and in the temporal model (Monte-Carlo dropout at prediction).
+        weights_path: optional local file with a state dict for the encoder (no downloads ever).
+    """
+
+    backbone: str = "small_cnn"
+    in_channels: int = 4
+    input_size: int = 32
+    downsample: int = 1
+    width: int = 16
+    embed_dim: int = 32
+    d_model: int = 32
+    temporal: str = "transformer"
+    layers: int = 2
+    heads: int = 4
+    dropout: float = 0.1
+    weights_path: str | None = None
+
+
+@dataclass(frozen=True)
+class DatingOutput:
+    """What the network says about a batch of buildings.
+
+    Attributes:
+        log_intact / log_damaged: ``[B, T]`` per-date emission log-probabilities.
+        gap_loglik: ``[B, T + 1]`` unnormalised log-likelihood of every destruction gap.
+        grade_logits: ``[B, 2]`` logits of the final grade (damaged, destroyed).
+    """
+
+    log_intact: torch.Tensor
+    log_damaged: torch.Tensor
+    gap_loglik: torch.Tensor
+    grade_logits: torch.Tensor
+
+
+class SmallCNN(nn.Module):
+    """Three 3x3 conv stages (two strided) with batch norm, pooled over the footprint and over the whole chip.
+
+    The last input channel is the footprint mask; pooling inside it keeps neighbouring buildings (which may be
+    destroyed at other dates) from dominating the embedding.
+    """
+
+    def __init__(self, in_channels: int, width: int, out_dim: int) -> None:
+        super().__init__()
+        w2 = 2 * width
+        self.body = nn.Sequential(
+            nn.Conv2d(in_channels, width, 3, stride=2, padding=1, bias=False),
+            nn.BatchNorm2d(width),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(width, w2, 3, stride=2, padding=1, bias=False),
+            nn.BatchNorm2d(w2),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(w2, w2, 3, stride=1, padding=1, bias=False),
+            nn.BatchNorm2d(w2),
+            nn.ReLU(inplace=True),
+        )
+        self.head = nn.Linear(3 * w2, out_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.body(x)
+        weight = F.adaptive_avg_pool2d(x[:, -1:], h.shape[-2:])
+        inside = (h * weight).sum(dim=(2, 3)) / weight.sum(dim=(2, 3)).clamp_min(1e-3)
+        pooled = torch.cat([inside, h.mean(dim=(2, 3)), h.amax(dim=(2, 3))], dim=1)
+        return self.head(pooled)
+
+
+def _resnet18(in_channels: int, width: int, out_dim: int) -> nn.Module:
+    from torchvision.models import resnet18
+
+    net = resnet18(weights=None, num_classes=out_dim)
+    net.conv1 = nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
+    return net
+
+
+def _timm(name: str) -> Callable[[int, int, int], nn.Module]:
+    def build(in_channels: int, width: int, out_dim: int) -> nn.Module:
+        import timm
+
+        try:
+            return timm.create_model(name, pretrained=False, in_chans=in_channels, num_classes=out_dim)
+        except RuntimeError as exc:  # timm: "Unknown model (...)"
+            raise ModelConfigError(
+                f"backbone 'timm:{name}' is not a timm model ({exc}); pick a name from timm.list_models()"
+            ) from exc
+
+    return build
+
+
+BACKBONES: dict[str, Callable[[int, int, int], nn.Module]] = {
+    "small_cnn": SmallCNN,
+    "resnet18": _resnet18,
+}
+"""Encoders by name: ``build(in_channels, width, out_dim)``. ``"timm:<name>"`` builds any timm model."""
+
+TEMPORAL_MODELS = ("transformer", "none")
+"""``transformer``: self-attention over dates; ``none``: each date on its own (an ablation)."""
+
+
+def build_encoder(config: NetworkConfig, in_channels: int) -> nn.Module:
+    """The chip encoder named by ``config.backbone``, loaded from ``config.weights_path`` when given.
+
+    Raises:
+        ModelConfigError: unknown backbone, missing or mismatching weights file.
+    """
+    name = config.backbone
+    if name.startswith("timm:"):
+        factory = _timm(name.removeprefix("timm:"))
+    elif name in BACKBONES:
+        factory = BACKBONES[name]
+    else:
+        raise ModelConfigError(
+            f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)} or 'timm:<model name>'"
+        )
+    encoder = factory(in_channels, config.width, config.embed_dim)
+    if config.weights_path:
+        path = Path(config.weights_path)
+        if not path.is_file():
+            raise ModelConfigError(f"weights_path {path}: no such file; give a local state-dict file or null")
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if isinstance(state, dict) and "state_dict" in state:
+            state = state["state_dict"]
+        try:
+            encoder.load_state_dict(state)
+        except RuntimeError as exc:
+            raise ModelConfigError(
+                f"weights_path {path}: does not fit backbone {name!r} ({str(exc).splitlines()[0]}); "
+                "use weights saved from the same backbone"
+            ) from exc
+    return encoder
+
+
+def date_encoding(days: torch.Tensor, dim: int) -> torch.Tensor:
+    """Sinusoidal encoding ``[..., dim]`` of day offsets, periods from 4 days to about 3 years."""
+    half = dim // 2
+    periods = torch.logspace(math.log10(4.0), math.log10(1024.0), half, device=days.device, dtype=days.dtype)
+    angle = 2 * math.pi * days[..., None] / periods
+    enc = torch.cat([torch.sin(angle), torch.cos(angle)], dim=-1)
+    return F.pad(enc, (0, dim - 2 * half))
+
+
+class DatingNetwork(nn.Module):
+    """Chips of a building's timeline in, per-date emissions and the gap log-likelihood out (module docstring)."""
+
+    def __init__(self, config: NetworkConfig) -> None:
+        super().__init__()
+        if config.temporal not in TEMPORAL_MODELS:
+            raise ModelConfigError(
+                f"unknown temporal model {config.temporal!r}; choose one of {', '.join(TEMPORAL_MODELS)}"
+            )
+        if config.d_model % config.heads:
+            raise ModelConfigError(f"d_model={config.d_model} must be a multiple of heads={config.heads}")
+        self.config = config
+        c = config.in_channels
+        self.encoder = build_encoder(config, c + 1)
+        self.stats_proj = nn.Linear(2 * c, config.embed_dim)
+        self.drop = nn.Dropout(config.dropout)
+        self.in_proj = nn.Linear(3 * config.embed_dim + 1, config.d_model)
+        self.temporal: nn.Module | None = None
+        if config.temporal == "transformer":
+            layer = nn.TransformerEncoderLayer(
+                config.d_model,
+                config.heads,
+                dim_feedforward=2 * config.d_model,
+                dropout=config.dropout,
+                batch_first=True,
+                norm_first=True,
+            )
+            self.temporal = nn.TransformerEncoder(layer, config.layers, enable_nested_tensor=False)
+        self.emission = nn.Sequential(
+            nn.LayerNorm(config.d_model), nn.Dropout(config.dropout), nn.Linear(config.d_model, 2)
+        )
+        self.grade_score = nn.Linear(config.d_model, 1)
+        self.grade_head = nn.Sequential(nn.LayerNorm(config.d_model), nn.Linear(config.d_model, 2))
+
+    def embed(self, chips: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Chip embeddings ``[B, T, E]`` from uint8 chips ``[B, T, C, H, W]`` and footprint masks ``[B, H, W]``."""
+        b, t, c, h, w = chips.shape
+        if c != self.config.in_channels:
+            raise ModelConfigError(
+                f"chips have {c} bands but the network was built for in_channels={self.config.in_channels}; "
+                "set in_channels to the cache's band count"
+            )
+        size, factor = self.config.input_size, self.config.downsample
+        crop = size * factor
+        if h > crop and w > crop:
+            top, left = (h - crop) // 2, (w - crop) // 2
+            chips = chips[..., top : top + crop, left : left + crop]
+            mask = mask[..., top : top + crop, left : left + crop]
+            h = w = crop
+        x = chips.reshape(b * t, c, h, w).float()
+        m = mask[:, None].float()
+        if h != size or w != size:
+            if h % size == 0 and w % size == 0:
+                x, m = F.avg_pool2d(x, h // size), F.avg_pool2d(m, h // size)
+            else:
+                x, m = F.adaptive_avg_pool2d(x, size), F.adaptive_avg_pool2d(m, size)
+        x = x / 255.0
+        m = (m / 255.0).expand(b, t, *m.shape[-2:]).reshape(b * t, 1, *m.shape[-2:])
+        std, mean = torch.std_mean(x, dim=(2, 3), keepdim=True)
+        z = (x - mean) / std.clamp_min(0.02)
+        e = self.encoder(torch.cat([z, m], dim=1))
+        stats = torch.cat([mean.flatten(1), std.flatten(1)], dim=1)
+        return (e + self.stats_proj(stats)).reshape(b, t, -1)
+
+    def temporal_forward(self, emb: torch.Tensor, valid: torch.Tensor, days: torch.Tensor) -> DatingOutput:
+        """The part after the encoder; re-run with dropout active for Monte-Carlo samples.
+
+        Args:
+            emb: ``[B, T, E]`` chip embeddings.
+            valid: ``[B, T]`` valid fraction of each chip (evidence weight).
+            days: ``[B, T]`` days since the first acquisition.
+        """
+        emb = self.drop(emb)
+        weight = valid.clamp(0.0, 1.0)
+        seen = (weight >= VALID_THRESHOLD).to(emb.dtype)
+        # Running reference: validity-weighted mean of strictly earlier embeddings (itself when none).
+        cum_w = torch.cumsum(seen, dim=1) - seen
+        cum_e = torch.cumsum(emb * seen[..., None], dim=1) - emb * seen[..., None]
+        running = torch.where(cum_w[..., None] > 0, cum_e / cum_w.clamp_min(1.0)[..., None], emb)
+        first_idx = torch.where(seen.sum(dim=1) > 0, seen.argmax(dim=1), torch.zeros_like(seen[:, 0]).long())
+        first = emb.gather(1, first_idx[:, None, None].expand(-1, 1, emb.shape[-1]))
+        features = torch.cat([emb, emb - first, emb - running, weight[..., None]], dim=-1)
+        h = self.in_proj(features) + date_encoding(days.to(emb.dtype), self.config.d_model)
+        if self.temporal is not None:
+            hidden = seen < 0.5
+            hidden = hidden & ~hidden.all(
+                dim=1, keepdim=True
+            )  # a fully hidden timeline attends to everything
+            h = self.temporal(h, src_key_padding_mask=hidden)
+        log_probs = F.log_softmax(self.emission(h), dim=-1)
+        log_intact, log_damaged = log_probs[..., 0], log_probs[..., 1]
+        gap_loglik = gap_log_likelihood(log_intact, log_damaged, weight)
+        score = self.grade_score(h).squeeze(-1).masked_fill(seen < 0.5, -1e4)
+        pooled = (torch.softmax(score, dim=1)[..., None] * h).sum(dim=1)
+        return DatingOutput(log_intact, log_damaged, gap_loglik, self.grade_head(pooled))
+
+    def forward(
+        self, chips: torch.Tensor, mask: torch.Tensor, valid: torch.Tensor, days: torch.Tensor
+    ) -> DatingOutput:
+        """Encode every chip, then run the temporal part once (see :meth:`temporal_forward`)."""
+        return self.temporal_forward(self.embed(chips, mask), valid, days)

@@ -1,0 +1,163 @@
+"""Batch prediction: gap posteriors for every building of a chip cache, written with the model version.
+
+Output folder (see docs/CONTRACTS.md, "Model posteriors")::
+
+    OUT/
+      posteriors.csv   building_id, map_gap, confidence, ci90_lo, ci90_hi, entropy, bald, p_damaged,
+                       p_destroyed, last_intact_date, first_damaged_date, model_version, data_fingerprint
+      posteriors.npy   float32 [N, T + 1] gap probabilities, rows in posteriors.csv order
+      meta.json        model_version, data_fingerprint, dates, mc_samples, temperature, created
+
+Files are written to a temporary name and renamed, so an interrupted run never leaves a half-written table.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from model.changepoint import credible_interval
+from model.datamodule import ChipArrays, ChipDataset
+from model.errors import DataMismatchError
+from model.task import DatingTask
+
+__all__ = ["Predictions", "predict", "write_posteriors"]
+
+
+@dataclass(frozen=True)
+class Predictions:
+    """Model output for some buildings of a chip cache.
+
+    Attributes:
+        building_ids: buildings, in row order.
+        probs: ``[N, T + 1]`` gap probabilities (temperature-scaled, Monte-Carlo averaged).
+        loglik: ``[N, T + 1]`` deterministic gap log-likelihood before temperature (for calibration).
+        entropy / bald: predictive entropy and BALD mutual information, nats.
+        p_destroyed: P(destroyed | damaged).
+        seconds: wall time of the prediction.
+    """
+
+    building_ids: tuple[str, ...]
+    probs: np.ndarray = field(repr=False)
+    loglik: np.ndarray = field(repr=False)
+    entropy: np.ndarray = field(repr=False)
+    bald: np.ndarray = field(repr=False)
+    p_destroyed: np.ndarray = field(repr=False)
+    seconds: float = 0.0
+
+
+def predict(
+    task: DatingTask,
+    chips: ChipArrays,
+    rows: Sequence[int] | np.ndarray | None = None,
+    *,
+    mc_samples: int | None = None,
+    batch_size: int = 64,
+    progress: bool = True,
+) -> Predictions:
+    """Posteriors of the given rows (all buildings by default), with a progress bar.
+
+    Raises:
+        DataMismatchError: the chips have another band count than the model was trained on.
+    """
+    if chips.chips.shape[2] != task.network_config.in_channels:
+        raise DataMismatchError(
+            f"chip cache has {chips.chips.shape[2]} bands, the model expects {task.network_config.in_channels}; "
+            "ingest with the model's bands"
+        )
+    rows = np.arange(len(chips.building_ids)) if rows is None else np.asarray(rows, dtype=np.int64)
+    samples = int(task.hparams["mc_samples"]) if mc_samples is None else mc_samples
+    loader = DataLoader(ChipDataset(chips, rows), batch_size=batch_size, shuffle=False)
+    parts: dict[str, list[torch.Tensor]] = {}
+    started = time.perf_counter()
+    task.eval()
+    with tqdm(total=len(rows), desc="predict", unit="bldg", disable=not progress) as bar:
+        for batch in loader:
+            out = task.mc_predict(batch, samples)
+            for key, value in out.items():
+                parts.setdefault(key, []).append(value.detach().cpu())
+            bar.update(len(batch["row"]))
+    seconds = time.perf_counter() - started
+    g = chips.n_dates + 1
+
+    def cat(key: str, shape: tuple[int, ...]) -> np.ndarray:
+        return torch.cat(parts[key]).numpy() if key in parts else np.zeros(shape, dtype=np.float32)
+
+    return Predictions(
+        building_ids=tuple(chips.building_ids[r] for r in rows),
+        probs=cat("probs", (0, g)),
+        loglik=cat("loglik", (0, g)),
+        entropy=cat("entropy", (0,)),
+        bald=cat("bald", (0,)),
+        p_destroyed=cat("p_destroyed", (0,)),
+        seconds=seconds,
+    )
+
+
+def write_posteriors(
+    predictions: Predictions,
+    dates: Sequence[dt.date],
+    out: Path,
+    *,
+    model_version: str,
+    data_fingerprint: str,
+    mc_samples: int,
+    temperature: float,
+) -> Path:
+    """Write the posterior table, the probability matrix and their metadata (module docstring)."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    probs = predictions.probs
+    t = len(dates)
+    if probs.shape[1:] != (t + 1,):
+        raise DataMismatchError(f"posteriors have {probs.shape[1]} gaps but the timeline has {t} dates")
+    map_gap = probs.argmax(axis=1)
+    lo, hi = credible_interval(torch.from_numpy(probs.astype(np.float64)), 0.9)
+    iso = [d.isoformat() for d in dates]
+    frame = pd.DataFrame(
+        {
+            "building_id": predictions.building_ids,
+            "map_gap": map_gap,
+            "confidence": probs.max(axis=1),
+            "ci90_lo": lo.numpy(),
+            "ci90_hi": hi.numpy(),
+            "entropy": predictions.entropy,
+            "bald": predictions.bald,
+            "p_damaged": 1.0 - probs[:, t],
+            "p_destroyed": predictions.p_destroyed,
+            "last_intact_date": [iso[g - 1] if g >= 1 else "" for g in map_gap],
+            "first_damaged_date": [iso[g] if g < t else "" for g in map_gap],
+            "model_version": model_version,
+            "data_fingerprint": data_fingerprint,
+        }
+    )
+    meta = {
+        "model_version": model_version,
+        "data_fingerprint": data_fingerprint,
+        "dates": iso,
+        "mc_samples": mc_samples,
+        "temperature": temperature,
+        "buildings": len(frame),
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    }
+    _atomic(out / "posteriors.csv", lambda p: frame.to_csv(p, index=False))
+    _atomic(out / "posteriors.npy", lambda p: np.save(p, probs.astype(np.float32)))
+    _atomic(out / "meta.json", lambda p: p.write_text(json.dumps(meta, indent=1)))
+    return out
+
+
+def _atomic(path: Path, write: Callable[[Path], object]) -> None:
+    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    write(tmp)
+    os.replace(tmp, path)

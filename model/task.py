@@ -1,0 +1,232 @@
+"""The LightningModule that trains and runs the dating network.
+
+Built in fixed hooks (``configure_models``, ``configure_losses``, ``configure_metrics``) like torchgeo's
+trainers; train, validation, test and prediction all go through one :meth:`DatingTask.shared_step`, so they
+cannot drift apart. The loss is the negative log-likelihood of the label's gap distribution under the network's
+exact change-point posterior (soft targets: cross-entropy; intervals: -log of the allowed mass), weighted for
+class balance, plus a small cross-entropy for the final grade of damaged buildings. Prediction averages
+``mc_samples`` Monte-Carlo dropout posteriors (Gal and Ghahramani, 2016) and reports predictive entropy and
+BALD (Houlsby et al., 2011); ``temperature`` (fitted on validation by :func:`model.calibration.fit_temperature`)
+scales the gap log-likelihood before normalisation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+import lightning as L
+import torch
+from torch import nn
+
+from model.calibration import gap_nll
+from model.changepoint import gap_posterior, posterior_entropy
+from model.network import DatingNetwork, DatingOutput, NetworkConfig
+
+__all__ = ["DatingTask"]
+
+
+class DatingTask(L.LightningModule):
+    """Train / evaluate / predict the destruction-gap posterior of buildings.
+
+    Args:
+        backbone: chip encoder (see :data:`model.network.BACKBONES`), e.g. ``small_cnn`` or ``timm:resnet10t``.
+        in_channels: bands of the chips.
+        input_size: encoder input side (chips are centre-cropped to ``input_size * downsample``).
+        downsample: area-downsampling factor after the crop.
+        width: first-stage channels of the small CNN.
+        embed_dim: chip embedding size.
+        d_model: temporal model width.
+        temporal: ``transformer`` or ``none``.
+        layers: transformer layers.
+        heads: attention heads.
+        dropout: dropout rate (also used for Monte-Carlo dropout).
+        weights_path: local state-dict file for the encoder.
+        lr: AdamW learning rate.
+        weight_decay: AdamW weight decay.
+        grade_weight: weight of the final-grade loss.
+        mc_samples: Monte-Carlo dropout samples at prediction (1 = deterministic).
+        augment: random flips / quarter turns of whole timelines and per-date gain while training.
+    """
+
+    def __init__(
+        self,
+        backbone: str = "small_cnn",
+        in_channels: int = 4,
+        input_size: int = 32,
+        downsample: int = 1,
+        width: int = 16,
+        embed_dim: int = 32,
+        d_model: int = 32,
+        temporal: str = "transformer",
+        layers: int = 2,
+        heads: int = 4,
+        dropout: float = 0.1,
+        weights_path: str | None = None,
+        lr: float = 3e-3,
+        weight_decay: float = 1e-4,
+        grade_weight: float = 0.2,
+        mc_samples: int = 8,
+        augment: bool = True,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.network_config = NetworkConfig(
+            backbone=backbone,
+            in_channels=in_channels,
+            input_size=input_size,
+            downsample=downsample,
+            width=width,
+            embed_dim=embed_dim,
+            d_model=d_model,
+            temporal=temporal,
+            layers=layers,
+            heads=heads,
+            dropout=dropout,
+            weights_path=weights_path,
+        )
+        self.register_buffer("temperature", torch.tensor(1.0))
+        self.trained_on: dict[str, Any] = {}
+        self.configure_models()
+        self.configure_losses()
+        self.configure_metrics()
+
+    # --- hooks ------------------------------------------------------------------------------------------------
+
+    def configure_models(self) -> None:
+        """Build the network (raises :class:`model.errors.ModelConfigError` for unknown parts)."""
+        self.net = DatingNetwork(self.network_config)
+
+    def configure_losses(self) -> None:
+        """Gap NLL for dates, cross-entropy for the grade."""
+        self.gap_loss = gap_nll
+        self.grade_loss = nn.CrossEntropyLoss(reduction="none")
+
+    def configure_metrics(self) -> None:
+        """Metrics are computed in :meth:`shared_step` from the posterior; nothing stateful to build."""
+        self.metric_names = ("loss", "nll", "exact", "within1")
+
+    def configure_optimizers(self) -> Any:
+        opt = torch.optim.AdamW(
+            self.parameters(), lr=self.hparams["lr"], weight_decay=self.hparams["weight_decay"]
+        )
+        if self.trainer is not None and self.trainer.max_epochs and self.trainer.max_epochs > 1:
+            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=self.trainer.max_epochs)
+            return {"optimizer": opt, "lr_scheduler": sched}
+        return opt
+
+    # --- steps ------------------------------------------------------------------------------------------------
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> DatingOutput:
+        return self.net(batch["chips"], batch["mask"], batch["valid"], batch["days"])
+
+    def log_posterior(self, out: DatingOutput) -> torch.Tensor:
+        """Temperature-scaled normalised gap log-posterior ``[B, T + 1]``."""
+        return gap_posterior(out.gap_loglik / self.temperature)
+
+    def shared_step(self, batch: dict[str, torch.Tensor], stage: str) -> torch.Tensor:
+        """Loss and metrics of one labelled batch; ``stage`` names the logged metrics."""
+        out = self(batch)
+        log_post = self.log_posterior(out)
+        target, interval, weight = batch["target"], batch["interval"], batch["weight"]
+        nll = self.gap_loss(log_post, target, interval)
+        loss = (weight * nll).sum() / weight.sum()
+        graded = batch["grade"] >= 0
+        if graded.any():
+            grade = self.grade_loss(out.grade_logits[graded], batch["grade"][graded])
+            loss = loss + self.hparams["grade_weight"] * grade.mean()
+        with torch.no_grad():
+            pred = log_post.argmax(dim=-1)
+            allowed = target > 0
+            hard = torch.where(
+                interval, target.shape[1] - 1 - allowed.flip(-1).float().argmax(dim=-1), target.argmax(dim=-1)
+            )
+            exact = torch.where(interval, allowed.gather(1, pred[:, None]).squeeze(1), pred == hard)
+            within1 = (pred - hard).abs() <= 1
+        n = target.shape[0]
+        on_step = stage == "train"
+        self.log(f"{stage}_loss", loss, prog_bar=True, batch_size=n, on_step=on_step, on_epoch=True)
+        self.log(f"{stage}_nll", nll.mean(), batch_size=n, on_step=False, on_epoch=True)
+        self.log(
+            f"{stage}_exact", exact.float().mean(), prog_bar=stage != "train", batch_size=n, on_epoch=True
+        )
+        self.log(f"{stage}_within1", within1.float().mean(), batch_size=n, on_step=False, on_epoch=True)
+        return loss
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        if self.hparams["augment"]:
+            batch = augment(batch)
+        return self.shared_step(batch, "train")
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        return self.shared_step(batch, "val")
+
+    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        return self.shared_step(batch, "test")
+
+    def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int = 0) -> dict[str, torch.Tensor]:
+        return self.mc_predict(batch, int(self.hparams["mc_samples"]))
+
+    # --- prediction -------------------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def mc_predict(self, batch: dict[str, torch.Tensor], samples: int) -> dict[str, torch.Tensor]:
+        """Monte-Carlo dropout posterior of a batch.
+
+        Returns:
+            ``row``, ``probs`` ``[B, T + 1]`` (mean over samples), ``entropy`` (of the mean), ``bald``
+            (entropy of the mean minus mean entropy), ``loglik`` (deterministic gap log-likelihood, before
+            temperature) and ``p_destroyed`` (final grade, given damaged).
+        """
+        was_training = self.training
+        self.eval()
+        emb = self.net.embed(batch["chips"], batch["mask"])
+        deterministic = self.net.temporal_forward(emb, batch["valid"], batch["days"])
+        samples = max(int(samples), 1)
+        if samples == 1:
+            log_posts = self.log_posterior(deterministic)[None]
+            grade = deterministic.grade_logits.softmax(-1)[None]
+        else:
+            for module in self.net.modules():
+                if isinstance(module, nn.Dropout):
+                    module.train()
+            outs = [self.net.temporal_forward(emb, batch["valid"], batch["days"]) for _ in range(samples)]
+            self.eval()
+            log_posts = torch.stack([self.log_posterior(o) for o in outs])
+            grade = torch.stack([o.grade_logits.softmax(-1) for o in outs])
+        probs = log_posts.exp().mean(dim=0)
+        mean_log = torch.log(probs.clamp_min(1e-30))
+        entropy = posterior_entropy(mean_log)
+        bald = (entropy - posterior_entropy(log_posts).mean(dim=0)).clamp_min(0.0)
+        self.train(was_training)
+        return {
+            "row": batch["row"],
+            "probs": probs,
+            "entropy": entropy,
+            "bald": bald,
+            "loglik": deterministic.gap_loglik,
+            "p_destroyed": grade.mean(dim=0)[:, 1],
+        }
+
+    def describe(self) -> dict[str, Any]:
+        """Hyperparameters and training provenance, for MLflow params and prediction files."""
+        return {**asdict(self.network_config), **dict(self.hparams), "temperature": float(self.temperature)}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["trained_on"] = self.trained_on
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.trained_on = dict(checkpoint.get("trained_on", {}))
+
+
+def augment(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The same random flip and quarter turn for a whole timeline (and its mask), and a random gain per date."""
+    chips, mask = batch["chips"], batch["mask"]
+    k = int(torch.randint(0, 4, ()))
+    if k:
+        chips, mask = torch.rot90(chips, k, dims=(-2, -1)), torch.rot90(mask, k, dims=(-2, -1))
+    if bool(torch.randint(0, 2, ())):
+        chips, mask = chips.flip(-1), mask.flip(-1)
+    gain = torch.empty(chips.shape[:2] + (1, 1, 1)).uniform_(0.85, 1.15)
+    chips = (chips.float() * gain).clamp(0, 255).to(torch.uint8)
+    return {**batch, "chips": chips, "mask": mask}

@@ -1,0 +1,184 @@
+"""Training through LightningCLI: YAML configs in, a calibrated model logged and registered in MLflow out.
+
+:func:`run_cli` parses LightningCLI arguments (``--config experiments/configs/tiny.yaml --data.cache ...``),
+fits the :class:`model.task.DatingTask` on the :class:`model.datamodule.ChipDataModule`, then
+:func:`finish_training` fits the temperature on the validation blocks, scores the calibrated model there, draws
+the reliability diagram and the gap-error histogram, and (with a :class:`model.registry.Tracking`) logs it all to
+the Lightning MLflow logger's run and registers the model as ``candidate``.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from jsonargparse import lazy_instance
+from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.loggers import MLFlowLogger
+
+from model.calibration import (
+    DatingMetrics,
+    dating_metrics,
+    fit_temperature,
+    plot_gap_errors,
+    plot_reliability,
+)
+from model.datamodule import ChipDataModule
+from model.predict import predict
+from model.registry import TRAINING_EXPERIMENT, ModelRef, Tracking, log_training_run
+from model.task import DatingTask
+
+__all__ = ["TrainResult", "finish_training", "make_cli", "run_cli"]
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What one training run produced.
+
+    Attributes:
+        task: the trained, temperature-calibrated model.
+        val_metrics: calibrated scores on the validation blocks (against their labels).
+        temperature: the fitted temperature.
+        model: the registered version (None without tracking).
+        train_buildings: labelled buildings trained on (validation blocks excluded).
+    """
+
+    task: DatingTask
+    val_metrics: DatingMetrics | None
+    temperature: float
+    model: ModelRef | None
+    train_buildings: int = 0
+
+
+def make_cli(args: Sequence[str], trainer_defaults: dict[str, Any] | None = None) -> LightningCLI:
+    """Build (not run) the LightningCLI of the dating task over the chip data module."""
+    return LightningCLI(
+        DatingTask,
+        ChipDataModule,
+        run=False,
+        args=list(args),
+        trainer_defaults={"enable_checkpointing": False, **(trainer_defaults or {})},
+        save_config_callback=None,
+        seed_everything_default=0,
+    )
+
+
+def run_cli(
+    args: Sequence[str],
+    tracking: Tracking | None = None,
+    run_name: str | None = None,
+    callbacks: Sequence[L.Callback] = (),
+) -> TrainResult:
+    """Parse LightningCLI ``args``, train, calibrate and (with ``tracking``) log and register the model.
+
+    Args:
+        args: LightningCLI arguments, e.g. ``["--config", "experiments/configs/tiny.yaml", "--data.cache", ...]``.
+        tracking: MLflow location; None trains without logging or registering.
+        run_name: MLflow run name.
+        callbacks: extra Lightning callbacks (e.g. timers) added to the configured trainer.
+    """
+    defaults: dict[str, Any] = {"logger": False}
+    if tracking is not None:
+        tracking.activate(TRAINING_EXPERIMENT)
+        defaults["logger"] = lazy_instance(
+            MLFlowLogger,
+            experiment_name=TRAINING_EXPERIMENT,
+            tracking_uri=tracking.tracking_uri,
+            run_name=run_name,
+            log_model=False,
+        )
+    cli = make_cli(args, defaults)
+    task, data, trainer = cli.model, cli.datamodule, cli.trainer
+    trainer.callbacks.extend(callbacks)
+    assert isinstance(task, DatingTask) and isinstance(data, ChipDataModule)
+    trainer.fit(task, datamodule=data)
+    run_id = trainer.logger.run_id if isinstance(trainer.logger, MLFlowLogger) else None
+    config = {k: v for k, v in cli.config.as_dict().items() if k in ("model", "data", "trainer")}
+    return finish_training(
+        task, data, tracking=tracking, run_id=run_id, params=_flatten(config), run_name=run_name
+    )
+
+
+def finish_training(
+    task: DatingTask,
+    data: ChipDataModule,
+    *,
+    tracking: Tracking | None = None,
+    run_id: str | None = None,
+    params: dict[str, Any] | None = None,
+    run_name: str | None = None,
+) -> TrainResult:
+    """Fit the temperature on validation, score, plot, and log + register when ``tracking`` is given."""
+    data.setup("fit")
+    assert data.val_rows is not None
+    chips, labels = data.chips, data.labels
+    val_labels = labels.subset(data.val_rows)
+    rows = data.positions[data.val_rows]
+    task.temperature.fill_(1.0)
+    temperature, metrics = 1.0, None
+    if len(rows):
+        det = predict(task, chips, rows, mc_samples=1, progress=False)
+        temperature = fit_temperature(
+            torch.from_numpy(det.loglik),
+            torch.from_numpy(val_labels.target),
+            torch.from_numpy(val_labels.interval),
+        )
+        task.temperature.fill_(temperature)
+        calibrated = predict(task, chips, rows, progress=False)
+        metrics = dating_metrics(calibrated.probs, val_labels.hard_gap(), chips.dates)
+    task.trained_on = {
+        "data_fingerprint": chips.fingerprint,
+        "label_snapshot": labels.snapshot_id,
+        "dates": [d.isoformat() for d in chips.dates],
+    }
+    ref = None
+    if tracking is not None:
+        with tempfile.TemporaryDirectory() as tmp:
+            artifacts: dict[str, Path] = {}
+            if metrics is not None:
+                truth = val_labels.hard_gap()
+                artifacts["plots"] = Path(tmp) / "plots"
+                plot_reliability(calibrated.probs, truth, artifacts["plots"] / "reliability.png")
+                plot_gap_errors(calibrated.probs, truth, artifacts["plots"] / "gap_errors.png")
+            logged = {
+                **(params or {}),
+                "temperature": temperature,
+                "train_buildings": 0 if data.train_rows is None else len(data.train_rows),
+            }
+            ref = log_training_run(
+                task,
+                tracking,
+                params=logged,
+                metrics=metrics.as_dict("val_cal_") if metrics is not None else {},
+                data_fingerprint=chips.fingerprint,
+                label_snapshot=labels.snapshot_id,
+                chip_size=int(chips.chips.shape[-1]),
+                artifacts=_dirs(artifacts),
+                run_id=run_id,
+                run_name=run_name,
+            )
+    n_train = 0 if data.train_rows is None else len(data.train_rows)
+    return TrainResult(
+        task=task, val_metrics=metrics, temperature=temperature, model=ref, train_buildings=n_train
+    )
+
+
+def _dirs(artifacts: dict[str, Path]) -> list[tuple[str, Path]]:
+    """Each file of the artifact folders, to be logged under the folder's name."""
+    return [(name, file) for name, folder in artifacts.items() for file in sorted(folder.glob("*"))]
+
+
+def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(_flatten(value, f"{name}."))
+        elif value is not None and not isinstance(value, L.Callback):
+            out[name] = value if isinstance(value, int | float | str | bool) else str(value)
+    return out

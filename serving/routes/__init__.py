@@ -1,0 +1,1 @@
+"""HTTP routes of the striketracker service, one router per resource."""

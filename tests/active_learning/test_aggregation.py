@@ -1,0 +1,141 @@
+"""Dawid-Skene over the latent gap: exact posteriors, gold anchoring, shrinkage, the model as a witness."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from active_learning.aggregation import GapDawidSkene, ModelEmissions
+from active_learning.errors import AggregationError, AnnotationTableError
+from active_learning.schema import Annotation, State, annotations_to_table
+from active_learning.volunteers import BuildingTruth
+from tests.active_learning.conftest import N_DATES
+
+IN, D, X, N = State.INTACT, State.DAMAGED, State.DESTROYED, State.NOT_VISIBLE
+WHEN = dt.datetime(2024, 5, 1, tzinfo=dt.UTC)
+
+
+def path(gap: int, n: int = N_DATES, grade: State = D) -> tuple[State, ...]:
+    return tuple(IN if t < gap else grade for t in range(n))
+
+
+def majority_accuracy(table: pd.DataFrame, truths: tuple[BuildingTruth, ...]) -> float:
+    """Per-date majority (ties count as intact) then the best monotone gap: the classic crowd baseline."""
+    human = table[(table["source"] != "expert") & (table["state"] != int(N))]
+    votes = human.assign(dmg=(human["state"] != int(IN)).astype(int) * 2 - 1)
+    per_date = votes.groupby(["building_id", "date_index"])["dmg"].sum().unstack(fill_value=0)
+    per_date = per_date.reindex(columns=range(N_DATES), fill_value=0)
+    right = 0
+    for t in truths[20:]:
+        v = per_date.loc[t.building_id].to_numpy() if t.building_id in per_date.index else np.zeros(N_DATES)
+        score = [-(v[:g]).sum() + v[g:].sum() for g in range(N_DATES + 1)]
+        right += int(np.argmax(score) == t.true_gap)
+    return right / (len(truths) - 20)
+
+
+def test_posteriors_are_distributions_and_beat_majority_vote(crowd_table, truths) -> None:
+    fit = GapDawidSkene().fit(crowd_table, N_DATES)
+    assert fit.converged_
+    np.testing.assert_allclose(fit.gap_probs_.sum(axis=1), 1.0, atol=1e-9)
+    np.testing.assert_allclose(fit.confusion_.sum(axis=2), 1.0, atol=1e-9)
+    assert fit.log_likelihood_[-1] >= fit.log_likelihood_[0] - 1e-6
+    truth = np.array([t.true_gap for t in truths[20:]])
+    pred = fit.predict().reindex([t.building_id for t in truths[20:]]).to_numpy()
+    ours = float((pred == truth).mean())
+    assert ours >= majority_accuracy(crowd_table, truths)
+    assert ours > 0.75
+
+
+def test_input_table_is_not_modified(crowd_table) -> None:
+    before = crowd_table.copy()
+    GapDawidSkene().fit(crowd_table, N_DATES)
+    pd.testing.assert_frame_equal(crowd_table, before)
+
+
+def test_gold_clamps_its_buildings(crowd_table, truths) -> None:
+    fit = GapDawidSkene().fit(crowd_table, N_DATES)
+    for t in truths[:20]:
+        row = fit.index_of([t.building_id])[0]
+        assert fit.gold_[row]
+        assert fit.gap_probs_[row, t.true_gap] > 0  # the expert never excludes the truth in this pool
+        hidden = [i for i, v in enumerate(t.visible) if not v]
+        if not hidden:  # with every date visible the expert pins the gap exactly
+            assert fit.map_gap_[row] == t.true_gap
+
+
+def test_unreviewed_buildings_get_the_prior(crowd_table) -> None:
+    fit = GapDawidSkene().fit(
+        crowd_table, N_DATES, building_ids=["lonely", *crowd_table["building_id"].unique()]
+    )
+    row = fit.index_of(["lonely"])[0]
+    assert fit.n_reviews_[row] == 0
+    np.testing.assert_allclose(fit.gap_probs_[row], fit.gap_prior_.sum(axis=1), atol=1e-9)
+
+
+def test_one_answer_volunteer_is_shrunk_to_the_pool(crowd_table) -> None:
+    lone = Annotation("b000003", "newcomer", "simulated", (N,) * (N_DATES - 1) + (IN,), WHEN, "lone:1")
+    table = pd.concat([crowd_table, annotations_to_table([lone])], ignore_index=True)
+    fit = GapDawidSkene().fit(table, N_DATES)
+    v = list(fit.volunteer_ids_).index("newcomer")
+    assert np.abs(fit.confusion_[v] - fit.pooled_confusion_).max() < 0.3
+    assert fit.confusion_[v, 0, 0] > 0.5
+
+
+def test_an_inverting_volunteer_is_learned_as_such() -> None:
+    rng = np.random.default_rng(3)
+    rows = []
+    for b in range(60):
+        gap = int(rng.integers(0, N_DATES + 1))
+        for v in range(4):
+            rows.append(Annotation(f"b{b}", f"honest{v}", "simulated", path(gap), WHEN, f"h{b}-{v}"))
+        flipped = tuple(D if s == IN else IN for s in path(gap))
+        rows.append(Annotation(f"b{b}", "inverter", "simulated", flipped, WHEN, f"x{b}"))
+    fit = GapDawidSkene().fit(annotations_to_table(rows), N_DATES)
+    v = list(fit.volunteer_ids_).index("inverter")
+    assert fit.confusion_[v, 0, 1] > 0.8  # says damaged when intact
+    assert fit.confusion_[v, 1, 0] > 0.8  # says intact when damaged
+
+
+def test_non_monotone_and_not_visible_answers_are_evidence_not_errors() -> None:
+    rows = [
+        Annotation("b1", "v1", "simulated", (IN, IN, D, IN, D, D, D, D), WHEN, "a"),
+        Annotation("b1", "v2", "simulated", (IN, N, N, D, D, D, D, D), WHEN, "b"),
+        Annotation("b1", "v3", "simulated", (N,) * N_DATES, WHEN, "c"),
+    ]
+    fit = GapDawidSkene().fit(annotations_to_table(rows), N_DATES)
+    assert fit.map_gap_[0] in (2, 3)
+    assert fit.n_reviews_[0] == 3
+
+
+def test_model_witness_moves_the_posterior() -> None:
+    rows = [Annotation("b1", "v1", "simulated", (IN, IN, N, N, N, N, D, D), WHEN, "a")]
+    table = annotations_to_table(rows)
+    crowd = GapDawidSkene().fit(table, N_DATES)
+    log_i = np.log(np.array([[0.95, 0.95, 0.95, 0.95, 0.05, 0.05, 0.05, 0.05]]))
+    log_d = np.log(1 - np.exp(log_i))
+    emissions = ModelEmissions(("b1",), log_i, log_d, version="detector@1")
+    both = GapDawidSkene().fit(table, N_DATES, emissions=emissions)
+    assert both.map_gap_[0] == 4
+    assert both.confidence_[0] > crowd.confidence_[0]
+    assert both.model_version_ == "detector@1"
+
+
+def test_misuse_is_refused_with_clear_errors(crowd_table) -> None:
+    with pytest.raises(AggregationError, match="not fitted"):
+        _ = GapDawidSkene().map_gap_
+    with pytest.raises(AnnotationTableError, match="date index"):
+        GapDawidSkene().fit(crowd_table, N_DATES - 2)
+    bad = ModelEmissions(("b1",), np.zeros((1, 3)), np.zeros((1, 3)))
+    with pytest.raises(AggregationError, match="3 dates"):
+        GapDawidSkene().fit(crowd_table, N_DATES, emissions=bad)
+    with pytest.raises(AggregationError, match="shape"):
+        ModelEmissions(("b1", "b2"), np.zeros((1, 3)), np.zeros((1, 3)))
+
+
+def test_warns_when_not_converged(crowd_table) -> None:
+    with pytest.warns(RuntimeWarning, match="did not converge"):
+        fit = GapDawidSkene(n_iter=1).fit(crowd_table, N_DATES)
+    assert not fit.converged_

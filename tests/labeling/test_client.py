@@ -1,0 +1,126 @@
+"""Client error handling: retries with backoff, clear messages, nothing sent twice that may have been applied.
+
+Transient failures are injected with httpx's mock transport (the success paths run against the real server in
+test_integration.py); "server down" uses a real closed loopback port.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+
+import httpx
+import pytest
+
+from labeling.client import LabelStudioClient, SyncState
+from labeling.convert import TaskSpec
+from labeling.errors import AuthenticationError, ConfigError, LabelStudioAPIError
+
+TOKEN = "0" * 40
+
+
+def _client(handler, sleeps: list[float], retries: int = 4) -> LabelStudioClient:  # type: ignore[no-untyped-def]
+    return LabelStudioClient(
+        "http://ls.test",
+        TOKEN,
+        client=httpx.Client(transport=httpx.MockTransport(handler)),
+        retries=retries,
+        backoff=0.5,
+        sleep=sleeps.append,
+    )
+
+
+def test_transient_errors_are_retried_with_exponential_backoff() -> None:
+    calls: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request.headers["Authorization"])
+        if len(calls) < 3:
+            return httpx.Response(503)
+        return httpx.Response(200, json={"id": 1, "email": "a@b"})
+
+    sleeps: list[float] = []
+    assert _client(handler, sleeps).whoami()["id"] == 1
+    assert sleeps == [0.5, 1.0]
+    assert calls == [f"Token {TOKEN}"] * 3
+
+
+def test_server_down_gives_clear_error_after_retries() -> None:
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    sleeps: list[float] = []
+    client = LabelStudioClient(
+        f"http://127.0.0.1:{port}", TOKEN, retries=3, backoff=0.01, sleep=sleeps.append
+    )
+    with pytest.raises(LabelStudioAPIError, match="unreachable after 3 attempts") as info:
+        client.whoami()
+    assert "striketracker labelstudio start" in str(info.value)
+    assert TOKEN not in str(info.value)
+    assert sleeps == [0.01, 0.02]
+
+
+def test_wrong_token_is_not_retried_and_names_the_fix() -> None:
+    sleeps: list[float] = []
+    client = _client(lambda r: httpx.Response(401, json={"detail": "Invalid token."}), sleeps)
+    with pytest.raises(AuthenticationError, match="refused the API token") as info:
+        client.whoami()
+    assert sleeps == [] and TOKEN not in str(info.value)
+
+
+def test_empty_token_is_refused_up_front() -> None:
+    with pytest.raises(AuthenticationError, match="no Label Studio API token"):
+        LabelStudioClient("http://ls.test", "")
+
+
+def test_push_does_not_resend_an_import_that_may_have_been_applied() -> None:
+    imports: list[int] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/api/tasks/":
+            return httpx.Response(200, json={"total": 0, "tasks": []})
+        imports.append(1)
+        raise httpx.ReadTimeout("slow", request=request)
+
+    with pytest.raises(LabelStudioAPIError, match="may or may not have been applied"):
+        _client(handler, []).push(
+            1, [TaskSpec("B1", ("2017-01-01",))], public_base_url="http://h", model_version="m"
+        )
+    assert imports == [1]
+
+
+def test_push_skips_buildings_already_in_the_project() -> None:
+    imported: list[list[dict]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/api/tasks/":
+            return httpx.Response(200, json={"total": 1, "tasks": [{"id": 9, "data": {"building_id": "B1"}}]})
+        if request.url.path.endswith("/import"):
+            body = json.loads(request.content)
+            first = 10 + sum(len(c) for c in imported)
+            imported.append(body)
+            return httpx.Response(
+                201, json={"task_ids": list(range(first, first + len(body))), "prediction_count": 0}
+            )
+        raise AssertionError(request.url.path)
+
+    specs = [TaskSpec(b, ("2017-01-01",)) for b in ("B1", "B2", "B3", "B2")]
+    result = _client(handler, []).push(1, specs, public_base_url="http://h", model_version="m", chunk_size=1)
+    assert result.existing == {"B1": 9}
+    assert result.created == {"B2": 10, "B3": 11}
+    assert [len(c) for c in imported] == [1, 1]
+    assert result.state.building_tasks() == {"B1": 9, "B2": 10, "B3": 11}
+    with pytest.raises(ConfigError, match="chunk_size=0"):
+        _client(handler, []).push(1, specs, public_base_url="http://h", model_version="m", chunk_size=0)
+
+
+def test_other_api_errors_carry_status_and_reason() -> None:
+    client = _client(lambda r: httpx.Response(400, json={"validation_errors": {"x": ["bad"]}}), [])
+    with pytest.raises(LabelStudioAPIError, match="HTTP 400") as info:
+        client.project(3)
+    assert info.value.status == 400 and "bad" in str(info.value)
+
+
+def test_sync_state_round_trips_through_json() -> None:
+    state = SyncState(3, {1: "B1", 2: "B2"}, {10: "2026-01-01T00:00:00Z"}, {1: (10,)}, "2026-01-01T00:00:00Z")
+    assert SyncState.from_json(state.to_json()) == state

@@ -1,0 +1,54 @@
+"""Dating metrics and their plots."""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from model.calibration import (
+    auc_score,
+    dating_metrics,
+    expected_calibration_error,
+    plot_gap_errors,
+    plot_reliability,
+)
+
+DATES = tuple(dt.date(2017, 1, 1) + dt.timedelta(days=10 * t) for t in range(4))
+
+
+def test_auc_matches_pairwise_definition(rng: np.random.Generator) -> None:
+    score = rng.integers(0, 5, size=30).astype(float)
+    positive = rng.random(30) < 0.4
+    pairs = [
+        1.0 if a > b else 0.5 if a == b else 0.0
+        for (a, pa), (b, pb) in itertools.product(zip(score, positive), repeat=2)
+        if pa and not pb
+    ]
+    assert auc_score(score, positive) == pytest.approx(np.mean(pairs))
+
+
+def test_ece_is_zero_when_confidence_matches_accuracy() -> None:
+    confidence = np.array([0.5] * 4 + [1.0] * 3)
+    correct = np.array([1, 0, 1, 0, 1, 1, 1])
+    assert expected_calibration_error(confidence, correct) == pytest.approx(0.0)
+    assert expected_calibration_error(np.array([0.9, 0.9]), np.array([0, 0])) == pytest.approx(0.9)
+
+
+def test_perfect_posterior_scores_perfectly() -> None:
+    gaps = np.array([0, 1, 2, 4, 4])
+    probs = np.eye(5)[gaps]
+    m = dating_metrics(probs, gaps, DATES)
+    assert (m.exact_gap_accuracy, m.within1_gap_accuracy, m.auc, m.ece) == (1.0, 1.0, 1.0, 0.0)
+    # gap 1 spans 2017-01-01..01-11 (10 days); gap 0 and gap 4 are clipped to the first / last date.
+    assert m.ci90_width_days == pytest.approx(np.mean([0, 10, 10, 0, 0]))
+
+
+def test_plots_are_written(tmp_path: Path, rng: np.random.Generator) -> None:
+    probs = rng.dirichlet(np.ones(5), size=20)
+    gaps = rng.integers(0, 5, size=20)
+    assert plot_reliability(probs, gaps, tmp_path / "r.png").stat().st_size > 1000
+    assert plot_gap_errors(probs, gaps, tmp_path / "e.png").stat().st_size > 1000

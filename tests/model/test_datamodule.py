@@ -1,0 +1,119 @@
+"""Labels and splits: the label CSV, spatial-block splits, class balance and the errors for bad input."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from model.datamodule import ChipArrays, ChipDataModule, GapLabels, read_audit_gaps, split_by_blocks
+from model.errors import DataMismatchError, LabelError
+from tests.model.dating_data import exact_labels, synthetic_chips, write_cache
+
+
+def test_block_split_never_cuts_a_block(rng: np.random.Generator) -> None:
+    blocks = rng.choice([f"b{i}" for i in range(9)], size=200)
+    train, val = split_by_blocks(blocks, 0.25, seed=3)
+    assert set(blocks[train]).isdisjoint(set(blocks[val]))
+    assert len(train) + len(val) == 200 and 0.15 <= len(val) / 200 <= 0.6
+
+
+def test_one_block_cannot_be_split() -> None:
+    with pytest.raises(LabelError, match="one spatial block"):
+        split_by_blocks(["a"] * 5, 0.2, seed=0)
+
+
+def test_label_csv_round_trip_for_intervals_and_soft_targets(rng: np.random.Generator, tmp_path: Path) -> None:
+    arrays, gaps = synthetic_chips(rng, n=8, n_dates=4, size=8)
+    labels = exact_labels(arrays, gaps)
+    back = GapLabels.read_csv(labels.write_csv(tmp_path / "labels.csv", arrays.dates), arrays.dates)
+    np.testing.assert_array_equal(back.target, labels.target)
+    np.testing.assert_array_equal(back.grade, labels.grade)
+    np.testing.assert_array_equal(back.hard_gap(), gaps)
+    probs = rng.dirichlet(np.ones(5), size=8)
+    soft = GapLabels.from_soft(arrays.building_ids, probs)
+    back = GapLabels.read_csv(soft.write_csv(tmp_path / "soft.csv", arrays.dates), arrays.dates)
+    np.testing.assert_allclose(back.target, probs, atol=1e-6)
+    assert not back.interval.any()
+
+
+def test_interval_label_allows_exactly_the_consistent_gaps() -> None:
+    labels = GapLabels.from_intervals(["a", "b"], [1, None], [3, 0], n_dates=4)
+    np.testing.assert_array_equal(labels.target, [[0, 0, 1, 1, 0], [1, 0, 0, 0, 0]])
+
+
+def test_class_weights_balance_damaged_and_intact() -> None:
+    labels = GapLabels.from_intervals(list("abcd"), [3, 3, 3, 0], [None, None, None, 1], n_dates=4)
+    w = labels.class_weights()
+    assert w[:3].sum() == pytest.approx(w[3])
+
+
+def test_empty_label_set_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(LabelError, match="empty"):
+        GapLabels.from_intervals([], [], [], n_dates=3)
+    path = tmp_path / "empty.csv"
+    path.write_text("building_id,last_intact,first_damaged\n")
+    with pytest.raises(LabelError, match="empty"):
+        GapLabels.read_csv(path, (dt.date(2017, 1, 1),))
+
+
+def test_label_dates_from_another_timeline_are_refused(tmp_path: Path) -> None:
+    path = tmp_path / "labels.csv"
+    path.write_text("building_id,last_intact,first_damaged\nB1,2017-03-01,2017-04-01\n")
+    dates = (dt.date(2017, 3, 1), dt.date(2017, 5, 1))
+    with pytest.raises(DataMismatchError, match="row 2: first_damaged='2017-04-01' is not a date"):
+        GapLabels.read_csv(path, dates)
+
+
+def test_contradictory_interval_is_refused() -> None:
+    with pytest.raises(LabelError, match="allow no gap"):
+        GapLabels.from_intervals(["x"], [2], [1], n_dates=4)
+
+
+def test_labels_naming_unknown_buildings_are_refused(rng: np.random.Generator) -> None:
+    arrays, _ = synthetic_chips(rng, n=4, n_dates=3, size=8)
+    labels = GapLabels.from_intervals(["B000", "ZZ9"], [None, None], [0, 0], n_dates=3, block_ids=["a", "b"])
+    data = ChipDataModule(chip_arrays=arrays, gap_labels=labels)
+    with pytest.raises(LabelError, match="1 labelled building.*ZZ9"):
+        data.setup("fit")
+
+
+def test_cache_from_another_scenario_is_refused(rng: np.random.Generator, tmp_path: Path) -> None:
+    arrays, gaps = synthetic_chips(rng, n=6, n_dates=3, size=8)
+    cache = write_cache(arrays, tmp_path / "cache")
+    data = ChipDataModule(cache=str(cache), gap_labels=exact_labels(arrays, gaps), expected_fingerprint="f" * 64)
+    with pytest.raises(DataMismatchError, match="fingerprint"):
+        data.setup("fit")
+
+
+def test_labels_with_another_number_of_dates_are_refused(rng: np.random.Generator) -> None:
+    arrays, _ = synthetic_chips(rng, n=4, n_dates=3, size=8)
+    labels = GapLabels.from_intervals(["B000"], [None], [0], n_dates=5)
+    with pytest.raises(DataMismatchError, match="6 gaps but the chip cache has 3 dates"):
+        ChipDataModule(chip_arrays=arrays, gap_labels=labels).setup("fit")
+
+
+def test_datamodule_reads_cache_and_csv_and_batches(rng: np.random.Generator, tmp_path: Path) -> None:
+    arrays, gaps = synthetic_chips(rng, n=12, n_dates=4, size=8)
+    cache = write_cache(arrays, tmp_path / "cache")
+    csv = exact_labels(arrays, gaps).write_csv(tmp_path / "labels.csv", arrays.dates)
+    data = ChipDataModule(cache=str(cache), labels=str(csv), batch_size=5)
+    data.setup("fit")
+    batch = next(iter(data.train_dataloader()))
+    assert batch["chips"].shape[1:] == (4, 4, 8, 8) and batch["target"].shape[1] == 5
+    assert len(data.predict_dataloader().dataset) == 12
+    assert ChipArrays.open(cache).origins is not None
+
+
+def test_audit_gaps_from_truth_csv(rng: np.random.Generator, tmp_path: Path) -> None:
+    arrays, gaps = synthetic_chips(rng, n=5, n_dates=3, size=8)
+    path = tmp_path / "truth.csv"
+    path.write_text("building_id,true_gap\n" + "".join(f"{b},{g}\n" for b, g in zip(arrays.building_ids, gaps)))
+    rows, got = read_audit_gaps(path, arrays)
+    np.testing.assert_array_equal(rows, np.arange(5))
+    np.testing.assert_array_equal(got, gaps)
+    path.write_text("building_id,true_gap\nB000,9\n")
+    with pytest.raises(DataMismatchError, match="true_gap values 9..9"):
+        read_audit_gaps(path, arrays)

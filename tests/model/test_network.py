@@ -1,0 +1,96 @@
+"""The dating network: shapes, invalid dates carrying no evidence, backbones by name, local weights."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from model.changepoint import gap_posterior
+from model.errors import ModelConfigError
+from model.network import DatingNetwork, NetworkConfig, build_encoder
+from tests.model.dating_data import synthetic_chips
+
+
+def _batch(rng: np.random.Generator, n: int = 4, t: int = 5) -> dict[str, torch.Tensor]:
+    arrays, _ = synthetic_chips(rng, n=n, n_dates=t, size=16, cloud_rate=0.0)
+    return {
+        "chips": torch.from_numpy(arrays.chips.copy()),
+        "mask": torch.from_numpy(arrays.mask.copy()),
+        "valid": torch.from_numpy(arrays.valid.copy()),
+        "days": torch.from_numpy(arrays.days())[None].expand(n, t),
+    }
+
+
+def test_output_shapes_and_normalised_posterior(rng: np.random.Generator) -> None:
+    net = DatingNetwork(NetworkConfig(input_size=16)).eval()
+    batch = _batch(rng)
+    out = net(batch["chips"], batch["mask"], batch["valid"], batch["days"])
+    assert out.log_intact.shape == (4, 5) and out.gap_loglik.shape == (4, 6) and out.grade_logits.shape == (4, 2)
+    torch.testing.assert_close(out.log_intact.exp() + out.log_damaged.exp(), torch.ones(4, 5))
+    torch.testing.assert_close(gap_posterior(out.gap_loglik).exp().sum(-1), torch.ones(4))
+
+
+def test_an_invalid_date_carries_no_evidence(rng: np.random.Generator) -> None:
+    torch.manual_seed(0)
+    net = DatingNetwork(NetworkConfig(input_size=16)).eval()
+    batch = _batch(rng)
+    batch["valid"][:, 2] = 0.0
+    before = net(batch["chips"], batch["mask"], batch["valid"], batch["days"]).gap_loglik
+    batch["chips"][:, 2] = torch.randint(0, 256, batch["chips"][:, 2].shape, dtype=torch.uint8)
+    after = net(batch["chips"], batch["mask"], batch["valid"], batch["days"]).gap_loglik
+    torch.testing.assert_close(before, after)
+
+
+def test_a_valid_date_does_carry_evidence(rng: np.random.Generator) -> None:
+    torch.manual_seed(0)
+    net = DatingNetwork(NetworkConfig(input_size=16)).eval()
+    batch = _batch(rng)
+    before = net(batch["chips"], batch["mask"], batch["valid"], batch["days"]).gap_loglik
+    batch["chips"][:, 2] = 255 - batch["chips"][:, 2]
+    after = net(batch["chips"], batch["mask"], batch["valid"], batch["days"]).gap_loglik
+    assert not torch.allclose(before, after)
+
+
+def test_unknown_backbone_is_a_clear_error() -> None:
+    with pytest.raises(ModelConfigError, match="unknown backbone 'vgg99'.*small_cnn"):
+        DatingNetwork(NetworkConfig(backbone="vgg99"))
+
+
+def test_unknown_temporal_model_is_a_clear_error() -> None:
+    with pytest.raises(ModelConfigError, match="unknown temporal model 'lstm'"):
+        DatingNetwork(NetworkConfig(temporal="lstm"))
+
+
+def test_wrong_band_count_is_a_clear_error(rng: np.random.Generator) -> None:
+    net = DatingNetwork(NetworkConfig(in_channels=3, input_size=16))
+    batch = _batch(rng)
+    with pytest.raises(ModelConfigError, match="chips have 4 bands"):
+        net(batch["chips"], batch["mask"], batch["valid"], batch["days"])
+
+
+def test_resnet18_backbone_runs_without_weights(rng: np.random.Generator) -> None:
+    net = DatingNetwork(NetworkConfig(backbone="resnet18", input_size=16)).eval()
+    batch = _batch(rng, n=2, t=3)
+    assert net(batch["chips"], batch["mask"], batch["valid"], batch["days"]).gap_loglik.shape == (2, 4)
+
+
+def test_encoder_loads_a_local_weights_file(tmp_path: Path) -> None:
+    torch.manual_seed(1)
+    source = build_encoder(NetworkConfig(), 5)
+    path = tmp_path / "encoder.pt"
+    torch.save(source.state_dict(), path)
+    loaded = build_encoder(NetworkConfig(weights_path=str(path)), 5)
+    for a, b in zip(source.state_dict().values(), loaded.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b)
+
+
+def test_weights_file_errors_are_clear(tmp_path: Path) -> None:
+    with pytest.raises(ModelConfigError, match="no such file"):
+        build_encoder(NetworkConfig(weights_path=str(tmp_path / "missing.pt")), 5)
+    path = tmp_path / "other.pt"
+    torch.save(build_encoder(NetworkConfig(width=8), 5).state_dict(), path)
+    with pytest.raises(ModelConfigError, match="does not fit backbone 'small_cnn'"):
+        build_encoder(NetworkConfig(weights_path=str(path)), 5)

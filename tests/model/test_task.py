@@ -1,0 +1,94 @@
+"""The LightningModule: the gap loss, learning on synthetic timelines, MC-dropout uncertainty, temperature."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import lightning as L
+import numpy as np
+import pytest
+import torch
+
+from model.calibration import fit_temperature, gap_nll
+from model.changepoint import gap_posterior
+from model.datamodule import ChipDataModule, ChipDataset
+from model.task import DatingTask
+from tests.model.dating_data import exact_labels, synthetic_chips
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    """One torch thread: faster than two on the shared CI machine, and deterministic."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_interval_loss_marginalises_and_soft_loss_is_cross_entropy() -> None:
+    log_post = torch.log(torch.tensor([[0.1, 0.2, 0.3, 0.4], [0.1, 0.2, 0.3, 0.4]]))
+    target = torch.tensor([[0.0, 1.0, 1.0, 0.0], [0.5, 0.5, 0.0, 0.0]])
+    interval = torch.tensor([True, False])
+    nll = gap_nll(log_post, target, interval)
+    torch.testing.assert_close(nll[0], -torch.log(torch.tensor(0.5)))
+    torch.testing.assert_close(nll[1], -(0.5 * np.log(0.1) + 0.5 * np.log(0.2)) * torch.ones(()))
+
+
+def _trainer(epochs: int) -> L.Trainer:
+    return L.Trainer(
+        max_epochs=epochs,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+    )
+
+
+def test_training_learns_the_gap_of_synthetic_timelines(rng: np.random.Generator) -> None:
+    L.seed_everything(0)
+    arrays, gaps = synthetic_chips(rng, n=32, n_dates=5, size=16)
+    data = ChipDataModule(chip_arrays=arrays, gap_labels=exact_labels(arrays, gaps), batch_size=8)
+    task = DatingTask(input_size=16, width=8, embed_dim=16, d_model=16, heads=2, layers=1, lr=1e-2)
+    trainer = _trainer(10)
+    trainer.fit(task, datamodule=data)
+    metrics = trainer.callback_metrics
+    assert float(metrics["train_exact"]) >= 0.8
+    assert float(metrics["val_within1"]) >= 0.8
+
+
+def test_mc_predict_gives_normalised_probs_and_nonnegative_bald(rng: np.random.Generator) -> None:
+    torch.manual_seed(0)
+    arrays, _ = synthetic_chips(rng, n=6, n_dates=4, size=16)
+    batch = next(iter(torch.utils.data.DataLoader(ChipDataset(arrays, np.arange(6)), batch_size=6)))
+    task = DatingTask(input_size=16, dropout=0.3).eval()
+    out = task.mc_predict(batch, samples=6)
+    torch.testing.assert_close(out["probs"].sum(-1), torch.ones(6))
+    assert (out["bald"] >= 0).all() and (out["bald"] > 0).any()
+    assert (out["bald"] <= out["entropy"] + 1e-6).all()
+    single = task.mc_predict(batch, samples=1)
+    torch.testing.assert_close(single["bald"], torch.zeros(6))
+    assert not task.training
+
+
+def test_temperature_scaling_recovers_a_known_temperature() -> None:
+    gen = torch.Generator().manual_seed(0)
+    true_t = 2.5
+    loglik = 4.0 * torch.randn(4000, 7, generator=gen, dtype=torch.float64)
+    calibrated = gap_posterior(loglik / true_t).exp()
+    gaps = torch.multinomial(calibrated, 1, generator=gen).squeeze(1)
+    target = torch.nn.functional.one_hot(gaps, 7).double()
+    fitted = fit_temperature(loglik, target, torch.zeros(4000, dtype=torch.bool))
+    assert abs(fitted - true_t) < 0.25
+
+
+def test_temperature_scales_confidence_but_not_the_map(rng: np.random.Generator) -> None:
+    torch.manual_seed(0)
+    arrays, _ = synthetic_chips(rng, n=5, n_dates=4, size=16)
+    batch = next(iter(torch.utils.data.DataLoader(ChipDataset(arrays, np.arange(5)), batch_size=5)))
+    task = DatingTask(input_size=16)
+    cold = task.mc_predict(batch, 1)["probs"]
+    task.temperature.fill_(3.0)
+    hot = task.mc_predict(batch, 1)["probs"]
+    assert torch.equal(cold.argmax(-1), hot.argmax(-1))
+    assert (hot.max(-1).values <= cold.max(-1).values + 1e-6).all()
