@@ -145,6 +145,7 @@ class GapDawidSkene:
     review_model: Literal["shift", "per_date"] = "shift"
     max_shift: int = 3
     kernel_prior: float = 8.0
+    difficulty_levels: int = 2
 
     building_ids_: np.ndarray = field(init=False, repr=False)
     volunteer_ids_: np.ndarray = field(init=False, repr=False)
@@ -165,6 +166,7 @@ class GapDawidSkene:
     kernel_weights_: np.ndarray = field(init=False, repr=False)
     emission_confusion_: np.ndarray = field(init=False, repr=False)
     false_alarm_shape_: np.ndarray = field(init=False, repr=False)
+    difficulty_probs_: np.ndarray = field(init=False, repr=False)
 
     def fit(
         self,
@@ -260,38 +262,39 @@ class GapDawidSkene:
         self, data: _Data, gold_mask: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray, list[float], bool, int]:
         """EM of the shift-kernel witness model (module docstring)."""
-        n_vol, n_dates = len(data.volunteer_ids), data.n_dates
+        n_vol, n_dates, n_h = len(data.volunteer_ids), data.n_dates, self.difficulty_levels
         basis = _KernelBasis.build(n_dates, self.max_shift)
         off = (1.0 - self.init_accuracy) / 2.0
         init = np.full((3, 3), off) + np.eye(3) * (self.init_accuracy - off)
         log_conf = np.log(np.broadcast_to(init, (n_vol, 3, 3)).copy())
-        weights = np.broadcast_to(basis.initial_weights(), (n_vol, len(basis.names))).copy()
+        levels = [basis.initial_weights(h / max(1, n_h - 1) if n_h > 1 else 0.5) for h in range(n_h)]
+        weights = np.broadcast_to(np.stack(levels)[:, None, :], (n_h, n_vol, len(basis.names))).copy()
         false_alarm = np.full(n_dates, 1.0 / n_dates)
-        prior = np.full((n_dates + 1, 2), 1.0 / (2.0 * (n_dates + 1)))
+        prior = np.full((n_h, n_dates + 1, 2), 1.0 / (2.0 * n_h * (n_dates + 1)))
         history: list[float] = []
         state = _ShiftState(log_conf, weights, false_alarm)
-        for iteration in range(1, self.n_iter + 1):
+        converged = False
+        for _ in range(self.n_iter):
             kernels = basis.kernels(state.weights, state.false_alarm)
             q, ll, cache = _e_step_shift(data, state.log_conf, kernels, np.log(prior), gold_mask)
             history.append(ll)
             if self._converged(history, data):
-                self._store_kernel(basis, state)
-                return q, prior, history, True, iteration
+                converged = True
+                break
             state, prior = _m_step_shift(
                 data, q, cache, kernels, basis, state, self.confusion_prior, self.pooled_prior,
                 self.kernel_prior, self.gap_prior_strength,
             )  # fmt: skip
-        kernels = basis.kernels(state.weights, state.false_alarm)
-        q, ll, _ = _e_step_shift(data, state.log_conf, kernels, np.log(prior), gold_mask)
-        history.append(ll)
-        self._store_kernel(basis, state)
-        return q, prior, history, False, self.n_iter
-
-    def _store_kernel(self, basis: _KernelBasis, state: _ShiftState) -> None:
+        else:
+            kernels = basis.kernels(state.weights, state.false_alarm)
+            q, ll, _ = _e_step_shift(data, state.log_conf, kernels, np.log(prior), gold_mask)
+            history.append(ll)
         self.kernel_names_ = basis.names
         self.kernel_weights_ = state.weights
         self.emission_confusion_ = np.exp(state.log_conf)
         self.false_alarm_shape_ = state.false_alarm
+        self.difficulty_probs_ = q.sum(axis=(2, 3))
+        return q.sum(axis=1), prior.sum(axis=0), history, converged, len(history) - 1
 
     def _converged(self, history: list[float], data: _Data) -> bool:
         n_b = max(1, len(data.building_ids))
@@ -308,6 +311,8 @@ class GapDawidSkene:
             raise AggregationError("confusion_prior, pooled_prior and gap_prior_strength must be > 0")
         if self.review_model not in ("shift", "per_date"):
             raise AggregationError(f"review_model must be 'shift' or 'per_date', got {self.review_model!r}")
+        if self.difficulty_levels < 1:
+            raise AggregationError(f"difficulty_levels must be >= 1, got {self.difficulty_levels}")
         if self.max_shift < 1 or self.kernel_prior <= 0:
             raise AggregationError(
                 f"max_shift must be >= 1 and kernel_prior > 0, got {self.max_shift} and {self.kernel_prior}"
@@ -586,11 +591,17 @@ class _KernelBasis:
         mats += [far, miss, false_alarm, noise]
         return cls(tuple(names), np.stack(mats), names.index("false_alarm"))
 
-    def initial_weights(self) -> np.ndarray:
-        """A plausible starting mixture: mostly exact, errors shrinking with their size."""
-        w = {"exact": 0.75, "far": 0.01, "miss": 0.04, "false_alarm": 0.02, "noise": 0.02}
-        out = np.array([w[n] if n in w else 0.05 / int(n.split("_")[1]) for n in self.names])
-        return out / out.sum()
+    def initial_weights(self, hardness: float) -> np.ndarray:
+        """A plausible starting mixture: mostly exact, errors shrinking with their size, more on hard buildings.
+
+        Args:
+            hardness: 0 (easy: 85% exact) .. 1 (hard: 50% exact).
+        """
+        exact = 0.85 - 0.35 * hardness
+        w = {"far": 0.01, "miss": 0.04, "false_alarm": 0.02, "noise": 0.02}
+        out = np.array([w[n] if n in w else 0.05 / int(n.split("_")[1]) for n in self.names if n != "exact"])
+        out = out / out.sum() * (1.0 - exact)
+        return np.insert(out, 0, exact)
 
     def matrices(self, false_alarm_shape: np.ndarray) -> np.ndarray:
         """The basis ``[C, G, G]`` with the false-alarm row set to ``false_alarm_shape`` (over dates 0..T-1)."""
@@ -599,8 +610,8 @@ class _KernelBasis:
         return mats
 
     def kernels(self, weights: np.ndarray, false_alarm_shape: np.ndarray) -> np.ndarray:
-        """Every volunteer's kernel ``[V, G, G]`` from mixture weights ``[V, C]``."""
-        return np.einsum("vc,cgp->vgp", weights, self.matrices(false_alarm_shape))
+        """Every volunteer's kernel per difficulty ``[H, V, G, G]`` from mixture weights ``[H, V, C]``."""
+        return np.einsum("hvc,cgp->hvgp", weights, self.matrices(false_alarm_shape))
 
 
 @dataclass(frozen=True)
@@ -608,7 +619,7 @@ class _ShiftState:
     """Parameters of the shift-kernel model between EM steps."""
 
     log_conf: np.ndarray  # [V, 3, 3] per-date answer given the perceived class
-    weights: np.ndarray  # [V, C] kernel mixture weights
+    weights: np.ndarray  # [H, V, C] kernel mixture weights per difficulty level
     false_alarm: np.ndarray  # [T] pooled shape of false alarms over the dates
 
 
@@ -638,25 +649,27 @@ def _gap_log_likelihood_np(ev: np.ndarray) -> np.ndarray:
 def _e_step_shift(
     data: _Data, log_conf: np.ndarray, kernels: np.ndarray, log_prior: np.ndarray, gold_mask: np.ndarray
 ) -> tuple[np.ndarray, float, tuple[np.ndarray, np.ndarray]]:
-    """Posterior over (gap, grade) per building and the per-review terms the M step reuses.
+    """Posterior over (difficulty, gap, grade) per building, ``[B, H, T + 1, 2]``, and the per-review terms
+    the M step reuses.
 
-    Each review contributes ``log sum_p K_v[g, p] P(answers | p, grade)``: one boundary error is one event.
+    Each review contributes ``log sum_p K_v,h[g, p] P(answers | p, grade)``: one boundary error is one event,
+    and all reviews of a building share its difficulty level h.
     """
-    n_b, n_g = len(data.building_ids), data.n_dates + 1
+    n_b, n_h, n_g = len(data.building_ids), kernels.shape[0], data.n_dates + 1
     lik = _review_log_likelihood(data, log_conf)
     top = lik.max(axis=(1, 2), keepdims=True)
     scaled = np.exp(lik - top)  # [R, G, 2]
-    per_gap = np.empty_like(scaled)
+    per_gap = np.empty((n_h, *scaled.shape))
     for v, sl in _volunteer_slices(data):
-        per_gap[sl] = kernels[v] @ scaled[sl]
+        per_gap[:, sl] = kernels[:, v, None] @ scaled[None, sl]
     per_gap = np.maximum(per_gap, 1e-300)
-    review_ll = (np.log(per_gap) + top).reshape(len(scaled), -1)
-    crowd = np.asarray(data.building_of_review @ review_ll).reshape(n_b, n_g, 2)
-    joint = crowd + data.witness_log_lik + log_prior[None] + gold_mask
+    review_ll = (np.log(per_gap) + top[None]).reshape(n_h, len(scaled), -1)
+    crowd = np.stack([np.asarray(data.building_of_review @ r) for r in review_ll], axis=1)
+    joint = crowd.reshape(n_b, n_h, n_g, 2) + (data.witness_log_lik + gold_mask)[:, None] + log_prior[None]
     flat = joint.reshape(n_b, -1)
     peak = flat.max(axis=1, keepdims=True)
     log_z = peak[:, 0] + np.log(np.exp(flat - peak).sum(axis=1))
-    q = np.exp(joint - log_z[:, None, None])
+    q = np.exp(joint - log_z[:, None, None, None])
     return q, float(log_z.sum()), (scaled, per_gap)
 
 
@@ -674,22 +687,26 @@ def _m_step_shift(
 ) -> tuple[_ShiftState, np.ndarray]:
     """MAP kernels, confusions (each shrunk to the pooled one) and gap prior from the posterior ``q``."""
     scaled, per_gap = cache
-    n_v, n_g, n_t = len(data.volunteer_ids), data.n_dates + 1, data.n_dates
-    ratio_q = q[data.review_building] / per_gap  # q(g, k) / sum_p K[g, p] lik(p, k)
-    pair_v = np.zeros((n_v, n_g, n_g))  # expected (true, perceived) gap pairs per volunteer
-    perceived = np.empty_like(scaled)  # [R, G(p), 2] posterior of the perceived gap and grade
+    n_h, n_v, n_g, n_t = kernels.shape[0], len(data.volunteer_ids), data.n_dates + 1, data.n_dates
+    # q(h, g, k) / sum_p K_v,h[g, p] lik(p, k), per review: [H, R, G, 2]
+    ratio_q = q[data.review_building].transpose(1, 0, 2, 3) / per_gap
+    pair_v = np.zeros((n_h, n_v, n_g, n_g))  # expected (true, perceived) gap pairs per volunteer
+    perceived = np.zeros_like(scaled)  # [R, G(p), 2] posterior of the perceived gap and grade
     for v, sl in _volunteer_slices(data):
-        pair_v[v] = kernels[v] * np.tensordot(ratio_q[sl], scaled[sl], axes=([0, 2], [0, 2]))
-        perceived[sl] = scaled[sl] * (kernels[v].T @ ratio_q[sl])
+        for h in range(n_h):
+            outer = np.tensordot(ratio_q[h, sl], scaled[sl], axes=([0, 2], [0, 2]))
+            pair_v[h, v] = kernels[h, v] * outer
+            perceived[sl] += scaled[sl] * (kernels[h, v].T @ ratio_q[h, sl])
 
     # kernel mixture weights: responsibilities of each way of erring, shrunk to the pooled mixture
     mats = basis.matrices(state.false_alarm)
     ratio = pair_v / np.maximum(kernels, 1e-300)
-    resp = state.weights * np.einsum("vgp,cgp->vc", ratio, mats)
-    pooled_w = resp.sum(axis=0) + 1.0
-    pooled_w /= pooled_w.sum()
-    weights = (resp + kernel_prior * pooled_w) / (resp.sum(axis=1, keepdims=True) + kernel_prior)
-    fa = (state.weights[:, basis.false_alarm, None] * ratio[:, -1, :-1]).sum(axis=0) * state.false_alarm
+    resp = state.weights * np.einsum("hvgp,cgp->hvc", ratio, mats)
+    pooled_w = resp.sum(axis=1, keepdims=True) + 1.0
+    pooled_w /= pooled_w.sum(axis=2, keepdims=True)
+    weights = (resp + kernel_prior * pooled_w) / (resp.sum(axis=2, keepdims=True) + kernel_prior)
+    fa = (state.weights[..., basis.false_alarm, None] * ratio[:, :, -1, :-1]).sum(axis=(0, 1))
+    fa = fa * state.false_alarm
     fa = fa + 1e-3
     fa /= fa.sum()
 

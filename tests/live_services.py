@@ -13,6 +13,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -94,13 +95,10 @@ def label_studio() -> Iterator[LiveLabelStudio]:
         server.stop()
 
 
-@pytest.fixture(scope="session")
-def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveService]:
-    work = tmp_path_factory.mktemp("service")
-    ids, dates = write_chip_cache(work / "chips", n_buildings=240, n_dates=6, size=32)
-    settings = Settings(work_dir=work, webhook_secret=SecretStr(secrets.token_urlsafe(16)))
-    live = LiveService("", settings.webhook_secret.get_secret_value(), b"", ids, dates)
-    app = create_app(settings, webhook_sink=live.events.append)
+@contextmanager
+def _serve(settings: Settings, live: LiveService, **app_kwargs: object) -> Iterator[LiveService]:
+    """Run the striketracker app for ``settings`` with uvicorn on a free loopback port, in a thread."""
+    app = create_app(settings, webhook_sink=live.events.append, **app_kwargs)  # type: ignore[arg-type]
     live.pseudonym_secret = app.state.pseudonym_secret
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
@@ -116,3 +114,43 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveService]:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveService]:
+    """The service over a synthetic chip cache of 240 buildings and 6 dates (bulk push and pull tests)."""
+    work = tmp_path_factory.mktemp("service")
+    ids, dates = write_chip_cache(work / "chips", n_buildings=240, n_dates=6, size=32)
+    settings = Settings(work_dir=work, webhook_secret=SecretStr(secrets.token_urlsafe(16)))
+    live = LiveService("", settings.webhook_secret.get_secret_value(), b"", ids, dates)
+    with _serve(settings, live) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def scenario_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveService]:
+    """The service over real chips: the tiny Raqqa scenario, generated and ingested by the project's own code.
+
+    ``building_ids`` lists buildings destroyed mid-timeline first.
+    """
+    from experiments.scenario import generate, load_truth
+    from model.chips import ingest
+
+    work = tmp_path_factory.mktemp("scenario-service")
+    generate("tiny", 0, work / "scenario", progress=False)
+    stack = ingest(work / "scenario", work / "scenario" / "footprints.gpkg", work / "chips", warn=False)
+    truth = load_truth(work / "scenario").buildings
+    truth = truth if "building_id" in truth.columns else truth.reset_index()
+    n = len(stack.dates)
+    gaps = dict(zip(truth["building_id"].astype(str), truth["true_gap"].astype(int), strict=True))
+    ids = sorted(stack.building_ids, key=lambda b: (not 3 <= gaps.get(b, -1) <= n - 3, b))
+    settings = Settings(work_dir=work, webhook_secret=SecretStr(secrets.token_urlsafe(16)))
+    live = LiveService(
+        "",
+        settings.webhook_secret.get_secret_value(),
+        b"",
+        tuple(ids),
+        tuple(d.isoformat() for d in stack.dates),
+    )
+    with _serve(settings, live, chip_cache=work / "chips") as running:
+        yield running

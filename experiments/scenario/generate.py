@@ -156,13 +156,11 @@ def generate(
     out = Path(out)
     _prepare(out)
 
-    rng = np.random.default_rng([seed, 20170203])
     layout = build_layout(points, spec, np.random.default_rng([seed, 1]))
     dates = acquisition_dates(spec, np.random.default_rng([seed, 2]))
     truth = draw_truth(layout, dates, np.random.default_rng([seed, 3]))
     acquisitions = draw_acquisitions(spec, dates, seed, np.random.default_rng([seed, 4]))
     looks = build_looks(layout, truth, np.random.default_rng([seed, 5]))
-    del rng
     n, t_count = len(layout), len(dates)
     thresholds = [cloud_threshold(layout, a) for a in acquisitions]
 

@@ -38,7 +38,7 @@ def write_preview(
     indices = date_indices if date_indices is not None else list(range(len(manifest)))
     cols = min(5, len(indices))
     rows = int(np.ceil(len(indices) / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(3 * cols, 3.15 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(3 * cols, 3.35 * rows), squeeze=False)
     for ax in axes.ravel():
         ax.axis("off")
     for ax, t in zip(axes.ravel(), indices, strict=False):
@@ -49,7 +49,7 @@ def write_preview(
             )
         ax.imshow(np.moveaxis(rgb, 0, -1), interpolation="nearest")
         ax.set_title(f"{t}: {row['date']} {row['sensor']}", fontsize=8)
-    fig.tight_layout()
+    fig.tight_layout(pad=0.8)
     png.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(png, dpi=dpi)
     plt.close(fig)

@@ -40,7 +40,7 @@ class ScenarioTruth:
     Attributes:
         scenario: the parsed scenario.json.
         dates: acquisition dates.
-        buildings: truth.csv, one row per building, indexed by building_id.
+        buildings: truth.csv, one row per building (booleans parsed).
         per_date: truth_dates.csv, one row per building and date.
     """
 
@@ -85,6 +85,6 @@ def load_truth(out: Path) -> ScenarioTruth:
     return ScenarioTruth(
         scenario=scenario,
         dates=tuple(dt.date.fromisoformat(d) for d in scenario["dates"]),
-        buildings=buildings.set_index("building_id", drop=False),
+        buildings=buildings,
         per_date=per_date,
     )

@@ -19,12 +19,14 @@ from typer.testing import CliRunner
 from experiments.scenario import (
     BadSeedError,
     ScenarioDataError,
+    ScenarioOutputError,
     UnknownPresetError,
     generate,
     get_preset,
     load_truth,
 )
 from experiments.scenario.extract import read_extract
+from experiments.scenario.preview import write_preview
 
 TRUTH_COLUMNS = [
     "building_id",
@@ -133,7 +135,7 @@ def test_truth_states_are_monotone_and_match_the_gaps(tiny: Path) -> None:
     truth = load_truth(tiny)
     code = {"intact": 0, "damaged": 1, "destroyed": 2}
     states = truth.per_date.pivot(index="building_id", columns="date_index", values="state").map(code.get)
-    b = truth.buildings.loc[states.index]
+    b = truth.buildings.set_index("building_id").loc[states.index]
     assert (np.diff(states.to_numpy(), axis=1) >= 0).all()
     t = np.arange(truth.n_dates)[None, :]
     assert ((states.to_numpy() == 0) == (t < b["true_gap"].to_numpy()[:, None])).all()
@@ -227,3 +229,22 @@ def test_cli_command_writes_a_scenario(tmp_path: Path) -> None:
     assert (tmp_path / "s" / "truth.csv").is_file() and "buildings" in result.output
     bad = runner.invoke(app, ["scenario", "--preset", "nope", "--out", str(tmp_path / "t")])
     assert bad.exit_code == 2 and "unknown scenario preset" in bad.output
+
+
+def test_extract_errors_name_the_file_and_the_fix(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_text("fid,lon,lat\n1,39.0,35.95\n")
+    with pytest.raises(ScenarioDataError, match=r"bad.csv: missing columns .*g20170203.*write_extract"):
+        read_extract(bad)
+    points = read_extract()
+    assert len(points) == 13160 and points.grades.shape == (13160, 5)
+
+
+def test_load_truth_rejects_a_folder_that_is_not_a_scenario(tmp_path: Path) -> None:
+    with pytest.raises(ScenarioOutputError, match="not a scenario folder"):
+        load_truth(tmp_path)
+
+
+def test_preview_png_is_written(tiny: Path, tmp_path: Path) -> None:
+    png = write_preview(tiny, tmp_path / "preview.png", size_m=60, date_indices=[0, 7, 14], dpi=40)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -23,13 +23,14 @@ DOCS_COPY = REPO / "docs" / "labelstudio_task.png"
 
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian chromium missing: run `make browser`")
 def test_volunteer_sees_the_timeline_grid_with_chips(
-    label_studio: LiveLabelStudio, service: LiveService, tmp_path: Path
+    label_studio: LiveLabelStudio, scenario_service: LiveService, tmp_path: Path
 ) -> None:
     sync_api = pytest.importorskip("playwright.sync_api")
     client = label_studio.client
     pid = client.create_project(ProjectSettings(title=f"browser-{uuid.uuid4().hex[:8]}", overlap=2))
     try:
-        bid = service.building_ids[0]  # destroyed after date index 2 in the test cache
+        service = scenario_service
+        bid = service.building_ids[0]  # real scenario chips; destroyed mid-timeline
         pushed = client.push(
             pid,
             [
