@@ -1,17 +1,30 @@
-"""Dawid-Skene over the latent destruction gap: volunteer confusions and gap posteriors learned together by EM.
+"""Dawid-Skene over the latent destruction gap: volunteer error models and gap posteriors learned together by EM.
 
 Model (DESIGN section 3; Dawid and Skene 1979, "Maximum likelihood estimation of observer error-rates using the
 EM algorithm", with the per-item class replaced by a monotone path). Each building b has a latent gap
 ``g in 0..T`` and a grade ``k in {damaged, destroyed}``; its true class at date t is intact if ``t < g`` and ``k``
-otherwise. Volunteer v answering state s at date t is a draw from its confusion row ``pi_v[class_t, s]``;
-``not_visible`` answers are dropped (no evidence). The model, when given, is one more witness whose per-date
-log P(intact) / log P(damaged) add to the per-date evidence. The posterior over ``(g, k)`` is exact in O(T)
-per building (model.changepoint). Gold (expert) reviews clamp their buildings to the gaps they admit, which
-anchors the confusions. The M step is MAP: every volunteer's confusion is shrunk towards the pooled confusion
-of all volunteers (``confusion_prior`` pseudo-answers per true class), so a volunteer with one answer gets
-roughly the crowd's average reliability, and the gap/grade prior gets ``gap_prior_strength`` pseudo-buildings.
-Initialisation: one E step with every volunteer given the same ``init_accuracy`` (a soft majority vote fitted
-to monotone paths), so EM starts from the crowd's consensus rather than at random.
+otherwise. ``not_visible`` answers are dropped (no evidence). Two review models:
+
+- ``shift`` (default): people err on timelines by putting the change one or two images off, or missing it, not
+  by flipping dates independently. A review by volunteer v first *perceives* a gap ``p`` drawn from v's shift
+  kernel ``K_v[g, p]``, a learned mixture of ways of erring (exact, 1..``max_shift`` images late or early,
+  further off, missed, false alarm on an undamaged building, no relation to the truth), then answers each
+  date from a per-volunteer confusion given the perceived class (isolated slips, damaged/destroyed mix-ups).
+  One shifted boundary is thus one event, not many independent errors. Optionally (``difficulty_levels``)
+  each building has a latent difficulty level with its own kernels, shared by all its reviews.
+  With the perceived gap summed out, the review's likelihood of every (g, k) is
+  ``sum_p K_v[g, p] P(answers | p, k)``: O(T^2) per review.
+- ``per_date``: every answered date is an independent draw from the volunteer's 3x3 confusion row.
+
+Witnesses: the model's per-date log P(intact) / log P(damaged) (:class:`ModelEmissions`) and whole-gap
+scores (:class:`GapWitness`, e.g. the change-point baseline) add to each building's log-likelihood. The
+posterior over ``(g, k)`` is exact per building. Gold (expert) reviews clamp their buildings to the gaps they
+admit, which anchors the error models. The M step is MAP: every volunteer's confusion and kernel are shrunk
+towards the pooled ones (``confusion_prior`` pseudo-answers per true class, ``kernel_prior`` pseudo-reviews),
+so a volunteer with one answer gets roughly the crowd's average reliability, and the gap/grade prior gets
+``gap_prior_strength`` pseudo-buildings. Initialisation: every volunteer starts from the same error model
+(confusion diagonal ``init_accuracy``, a mostly exact kernel), i.e. a soft majority vote fitted to monotone
+paths, so EM starts from the crowd's consensus rather than at random.
 """
 
 from __future__ import annotations
@@ -45,6 +58,7 @@ CLASSES: tuple[State, ...] = (State.INTACT, State.DAMAGED, State.DESTROYED)
 """True per-date classes and answered states of the confusion matrices (rows: truth, columns: answer)."""
 
 _NEG_INF = -np.inf
+_KERNEL_ANCHOR = 20.0  # pseudo-reviews of the initial kernel mixture in the pooled kernel's prior
 _NO_ANSWER = 3  # column of the zero "answer" in the padded confusion used by the shift model
 
 
@@ -135,7 +149,7 @@ class GapDawidSkene:
     """
 
     n_iter: int = 100
-    tol: float = 1e-6
+    tol: float = 1e-5
     confusion_prior: float = 4.0
     pooled_prior: float = 2.0
     gap_prior_strength: float = 1.0
@@ -145,7 +159,7 @@ class GapDawidSkene:
     review_model: Literal["shift", "per_date"] = "shift"
     max_shift: int = 3
     kernel_prior: float = 8.0
-    difficulty_levels: int = 2
+    difficulty_levels: int = 1
 
     building_ids_: np.ndarray = field(init=False, repr=False)
     volunteer_ids_: np.ndarray = field(init=False, repr=False)
@@ -268,7 +282,8 @@ class GapDawidSkene:
         init = np.full((3, 3), off) + np.eye(3) * (self.init_accuracy - off)
         log_conf = np.log(np.broadcast_to(init, (n_vol, 3, 3)).copy())
         levels = [basis.initial_weights(h / max(1, n_h - 1) if n_h > 1 else 0.5) for h in range(n_h)]
-        weights = np.broadcast_to(np.stack(levels)[:, None, :], (n_h, n_vol, len(basis.names))).copy()
+        anchor = np.stack(levels)  # [H, C]
+        weights = np.broadcast_to(anchor[:, None, :], (n_h, n_vol, len(basis.names))).copy()
         false_alarm = np.full(n_dates, 1.0 / n_dates)
         prior = np.full((n_h, n_dates + 1, 2), 1.0 / (2.0 * n_h * (n_dates + 1)))
         history: list[float] = []
@@ -283,7 +298,7 @@ class GapDawidSkene:
                 break
             state, prior = _m_step_shift(
                 data, q, cache, kernels, basis, state, self.confusion_prior, self.pooled_prior,
-                self.kernel_prior, self.gap_prior_strength,
+                self.kernel_prior, self.gap_prior_strength, anchor,
             )  # fmt: skip
         else:
             kernels = basis.kernels(state.weights, state.false_alarm)
@@ -386,6 +401,7 @@ class _Data:
     review_volunteer: np.ndarray  # [R], non-decreasing
     review_slices: np.ndarray  # [V + 1]: volunteer v's reviews are review_slices[v]:review_slices[v + 1]
     answers: np.ndarray  # [R, T] answered state, _NO_ANSWER where not visible or not asked
+    answer_onehot: np.ndarray  # [R, T, 3] float one-hot of answers (all zero where none)
     building_of_review: sparse.csr_matrix  # [B, R] incidence, sums reviews into buildings
     volunteer_of_review: sparse.csr_matrix  # [V, R] incidence
 
@@ -401,9 +417,9 @@ class _Data:
     ) -> _Data:
         ids = list(known) if known is not None else []
         ids += table[COL_BUILDING].unique().tolist()
-        for witness in (emissions, gap_witness):
-            if witness is not None:
-                ids += list(witness.building_ids)
+        for source in (emissions, gap_witness):
+            if source is not None:
+                ids += list(source.building_ids)
         building_ids = np.array(list(dict.fromkeys(ids)), dtype=object)
         index = pd.Index(building_ids)
         n_b = len(building_ids)
@@ -486,6 +502,7 @@ class _Data:
             review_volunteer=review_volunteer,
             review_slices=np.searchsorted(review_volunteer, np.arange(len(volunteer_ids) + 1)),
             answers=answers,
+            answer_onehot=(answers[..., None] == np.arange(3)).astype(np.float64),
             building_of_review=_incidence(review_building, n_b),
             volunteer_of_review=_incidence(review_volunteer, len(volunteer_ids)),
         )
@@ -639,11 +656,10 @@ def _review_log_likelihood(data: _Data, log_conf: np.ndarray) -> np.ndarray:
 
 def _gap_log_likelihood_np(ev: np.ndarray) -> np.ndarray:
     """model.changepoint.gap_log_likelihood for both grades at once, in numpy: ``[N, T, 3]`` -> ``[N, T + 1, 2]``."""
-    n = ev.shape[0]
-    out = np.zeros((n, ev.shape[1] + 1, 2))
-    out[:, 1:, :] += np.cumsum(ev[:, :, 0], axis=1)[..., None]
-    out[:, :-1, :] += np.cumsum(ev[:, ::-1, 1:], axis=1)[:, ::-1, :]
-    return out
+    before = np.zeros((ev.shape[0], ev.shape[1] + 1, 3))
+    np.cumsum(ev, axis=1, out=before[:, 1:])  # sum_{t < g}
+    # intact before g, the grade from g on: sum_{t >= g} = total - sum_{t < g}
+    return before[:, :, :1] + before[:, -1:, 1:] - before[:, :, 1:]
 
 
 def _e_step_shift(
@@ -663,7 +679,7 @@ def _e_step_shift(
     for v, sl in _volunteer_slices(data):
         per_gap[:, sl] = kernels[:, v, None] @ scaled[None, sl]
     per_gap = np.maximum(per_gap, 1e-300)
-    review_ll = (np.log(per_gap) + top[None]).reshape(n_h, len(scaled), -1)
+    review_ll = (np.log(per_gap) + top[None]).reshape(n_h, len(scaled), n_g * 2)
     crowd = np.stack([np.asarray(data.building_of_review @ r) for r in review_ll], axis=1)
     joint = crowd.reshape(n_b, n_h, n_g, 2) + (data.witness_log_lik + gold_mask)[:, None] + log_prior[None]
     flat = joint.reshape(n_b, -1)
@@ -684,6 +700,7 @@ def _m_step_shift(
     pooled_prior: float,
     kernel_prior: float,
     gap_prior_strength: float,
+    anchor: np.ndarray,
 ) -> tuple[_ShiftState, np.ndarray]:
     """MAP kernels, confusions (each shrunk to the pooled one) and gap prior from the posterior ``q``."""
     scaled, per_gap = cache
@@ -692,17 +709,20 @@ def _m_step_shift(
     ratio_q = q[data.review_building].transpose(1, 0, 2, 3) / per_gap
     pair_v = np.zeros((n_h, n_v, n_g, n_g))  # expected (true, perceived) gap pairs per volunteer
     perceived = np.zeros_like(scaled)  # [R, G(p), 2] posterior of the perceived gap and grade
+    flat_scaled = scaled.transpose(1, 0, 2).reshape(n_g, -1)  # [G(p), R * 2]
+    flat_ratio = ratio_q.transpose(0, 2, 1, 3).reshape(n_h, n_g, -1)  # [H, G(g), R * 2]
     for v, sl in _volunteer_slices(data):
+        cols = slice(2 * sl.start, 2 * sl.stop)
         for h in range(n_h):
-            outer = np.tensordot(ratio_q[h, sl], scaled[sl], axes=([0, 2], [0, 2]))
-            pair_v[h, v] = kernels[h, v] * outer
+            pair_v[h, v] = kernels[h, v] * (flat_ratio[h, :, cols] @ flat_scaled[:, cols].T)
             perceived[sl] += scaled[sl] * (kernels[h, v].T @ ratio_q[h, sl])
 
     # kernel mixture weights: responsibilities of each way of erring, shrunk to the pooled mixture
     mats = basis.matrices(state.false_alarm)
     ratio = pair_v / np.maximum(kernels, 1e-300)
     resp = state.weights * np.einsum("hvgp,cgp->hvc", ratio, mats)
-    pooled_w = resp.sum(axis=1, keepdims=True) + 1.0
+    # the pooled kernel's own prior: _KERNEL_ANCHOR pseudo-reviews of the initial (mostly exact) mixture
+    pooled_w = resp.sum(axis=1, keepdims=True) + _KERNEL_ANCHOR * anchor[:, None, :]
     pooled_w /= pooled_w.sum(axis=2, keepdims=True)
     weights = (resp + kernel_prior * pooled_w) / (resp.sum(axis=2, keepdims=True) + kernel_prior)
     fa = (state.weights[..., basis.false_alarm, None] * ratio[:, :, -1, :-1]).sum(axis=(0, 1))
@@ -715,9 +735,7 @@ def _m_step_shift(
     p_intact = np.cumsum(total[:, ::-1], axis=1)[:, ::-1][:, 1:]  # sum_{p > t}
     p_grade = np.cumsum(perceived, axis=1)[:, :n_t, :]  # sum_{p <= t}
     p_class = np.concatenate([p_intact[..., None], p_grade], axis=2)  # [R, T, 3]
-    per_review = np.stack(
-        [np.einsum("rtc,rt->rc", p_class, data.answers == s) for s in range(3)], axis=2
-    )  # [R, 3 (class), 3 (answer)]
+    per_review = np.einsum("rtc,rts->rcs", p_class, data.answer_onehot)  # [R, 3 (class), 3 (answer)]
     counts = np.asarray(data.volunteer_of_review @ per_review.reshape(len(per_review), 9)).reshape(n_v, 3, 3)
     pooled = counts.sum(axis=0) + pooled_prior * np.eye(3) + 1e-3
     pooled /= pooled.sum(axis=1, keepdims=True)

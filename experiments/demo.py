@@ -86,7 +86,9 @@ def plot_chip_stacks(stack: ChipStack, true_gaps: dict[str, int], png: Path, n_b
     return png
 
 
-def run_demo(work_dir: Path, preset: str = "district", seed: int = 0, console: Console | None = None) -> DemoSummary:
+def run_demo(
+    work_dir: Path, preset: str = "district", seed: int = 0, console: Console | None = None
+) -> DemoSummary:
     """Generate the scenario, ingest it into chip stacks, and write the preview figures and a summary."""
     console = console or Console()
     root = Path(work_dir) / "demo"

@@ -33,17 +33,22 @@ __all__ = [
 ECE_BINS = 15
 
 
-def gap_nll(log_post: torch.Tensor, target: torch.Tensor, interval: torch.Tensor) -> torch.Tensor:
+def gap_nll(
+    log_post: torch.Tensor, target: torch.Tensor, interval: torch.Tensor | None = None
+) -> torch.Tensor:
     """Per-row negative log-likelihood of the labels under a gap log-posterior ``[N, G]``.
 
-    Interval rows (``target`` = 0/1 mask of allowed gaps) score ``-log sum_{allowed} p(g)``; soft rows score the
-    cross-entropy ``-sum_g q(g) log p(g)``.
+    A label row is *evidence* over gaps: ``target[g]`` is proportional to the probability of the label given
+    gap g. An interval label is the 0/1 mask of the gaps it allows; a soft label is an aggregated crowd
+    posterior, which under a flat gap prior is proportional to the crowd's likelihood. Either way the label's
+    likelihood under the model is ``sum_g p(g) target[g]`` and the loss is ``-logsumexp(log p + log target)``:
+    the network is fitted through the label-noise channel instead of copying the crowd's uncertainty, so its
+    own posterior stays sharp where the images are clear (and temperature scaling on the same loss calibrates
+    it against the truth the crowd witnesses). ``interval`` is accepted for symmetry and not needed.
     """
-    allowed = torch.where(target > 0, log_post, torch.full_like(log_post, float("-inf")))
-    interval_nll = -torch.logsumexp(allowed, dim=-1)
-    soft = target / target.sum(dim=-1, keepdim=True).clamp_min(1e-12)
-    soft_nll = -(soft * torch.where(soft > 0, log_post, torch.zeros_like(log_post))).sum(dim=-1)
-    return torch.where(interval, interval_nll, soft_nll)
+    del interval
+    log_w = torch.where(target > 0, target.clamp_min(1e-30).log(), torch.full_like(target, float("-inf")))
+    return -torch.logsumexp(log_post + log_w, dim=-1)
 
 
 def fit_temperature(
@@ -54,16 +59,20 @@ def fit_temperature(
 ) -> float:
     """The temperature minimising validation NLL of ``gap_posterior(gap_loglik / temperature)``.
 
-    A golden-section search over log-temperature (the NLL is smooth and unimodal in practice); 1.0 when there
-    is nothing to fit.
+    ``gap_loglik`` is ``[N, G]``, or ``[S, N, G]`` for S Monte-Carlo dropout samples, whose tempered posteriors
+    are averaged exactly as prediction averages them. A golden-section search over log-temperature (the NLL is
+    smooth and unimodal in practice); 1.0 when there is nothing to fit.
     """
-    if gap_loglik.shape[0] == 0:
+    if gap_loglik.shape[-2] == 0:
         return 1.0
     loglik = gap_loglik.detach().double()
+    if loglik.ndim == 2:
+        loglik = loglik[None]
     target, interval = target.double(), interval.bool()
+    log_s = float(np.log(loglik.shape[0]))
 
     def loss(log_t: float) -> float:
-        post = gap_posterior(loglik / float(np.exp(log_t)))
+        post = torch.logsumexp(gap_posterior(loglik / float(np.exp(log_t))), dim=0) - log_s
         return float(gap_nll(post, target, interval).mean())
 
     lo, hi = np.log(bounds[0]), np.log(bounds[1])
@@ -209,7 +218,7 @@ def plot_gap_errors(probs: np.ndarray, true_gap: np.ndarray, path: Path, title: 
     error = np.asarray(probs).argmax(axis=1) - np.asarray(true_gap)
     span = max(int(np.abs(error).max()) if len(error) else 1, 1)
     fig, ax = plt.subplots(figsize=(5, 3.5))
-    ax.hist(error, bins=np.arange(-span - 0.5, span + 1.5), color="tab:blue", edgecolor="white")
+    ax.hist(error, bins=np.arange(-span - 0.5, span + 1.5).tolist(), color="tab:blue", edgecolor="white")
     ax.set(xlabel="predicted gap - true gap", ylabel="buildings", title=title or "gap error")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -129,7 +129,7 @@ class GapLabels:
         building_ids: labelled buildings.
         target: float32 ``[N, T + 1]``: soft target probabilities, or for interval rows the 0/1 mask of the
             allowed gaps.
-        interval: bool ``[N]``: True where the row is an interval (loss = -log of the allowed mass).
+        interval: bool ``[N]``: True where the row is an interval (its target is a 0/1 mask, not a posterior).
         grade: int64 ``[N]``: 0 damaged, 1 destroyed, -1 unknown or not damaged.
         block_ids: optional spatial block of each building.
         snapshot_id: content hash identifying this label set in MLflow runs.
@@ -179,7 +179,7 @@ class GapLabels:
         last_intact: Sequence[int | None],
         first_damaged: Sequence[int | None],
         n_dates: int,
-        grade: Sequence[int] | None = None,
+        grade: Sequence[int] | np.ndarray | None = None,
         block_ids: Sequence[str] | None = None,
     ) -> GapLabels:
         """Interval labels from 0-based date indices (None = never seen intact / damaged)."""
@@ -206,7 +206,7 @@ class GapLabels:
         cls,
         building_ids: Sequence[str],
         probs: np.ndarray,
-        grade: Sequence[int] | None = None,
+        grade: Sequence[int] | np.ndarray | None = None,
         block_ids: Sequence[str] | None = None,
     ) -> GapLabels:
         """Soft targets: rows of gap probabilities (normalised here)."""
@@ -302,6 +302,28 @@ class GapLabels:
             snapshot_id=self.snapshot_id,
         )
 
+    def with_label_noise(self, epsilon: float) -> GapLabels:
+        """Soft rows mixed with a uniform floor: ``(1 - epsilon) q + epsilon / G`` (interval rows unchanged).
+
+        Aggregated crowd posteriors from a few reviews are overconfident (the witnesses are not independent and
+        the confusions are estimated); the floor says "this label may be wrong beyond its own confidence", which
+        bounds the loss of a wrong label and keeps the temperature fitted on crowd labels from being inflated.
+        """
+        if not 0.0 <= epsilon < 1.0:
+            raise LabelError(f"label_noise must be in [0, 1), got {epsilon}")
+        if epsilon == 0.0 or self.interval.all():
+            return self
+        soft = self.target / self.target.sum(axis=1, keepdims=True)
+        mixed = ((1.0 - epsilon) * soft + epsilon / self.n_gaps).astype(np.float32)
+        return GapLabels(
+            building_ids=self.building_ids,
+            target=np.where(self.interval[:, None], self.target, mixed),
+            interval=self.interval,
+            grade=self.grade,
+            block_ids=self.block_ids,
+            snapshot_id=self.snapshot_id,
+        )
+
     def hard_gap(self) -> np.ndarray:
         """A representative gap per row: the soft target's mode, or the interval's latest allowed gap."""
         return np.where(
@@ -352,7 +374,9 @@ def spatial_blocks(origins: np.ndarray, block_size_m: float) -> np.ndarray:
     return np.array([f"{x}_{y}" for x, y in cells])
 
 
-def split_by_blocks(blocks: Sequence[str], val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def split_by_blocks(
+    blocks: Sequence[str] | np.ndarray, val_fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Rows of train and validation: whole blocks go to validation until ``val_fraction`` of rows is reached.
 
     Raises:
@@ -429,6 +453,7 @@ class ChipDataModule(L.LightningDataModule):
         num_workers: DataLoader workers.
         seed: split seed.
         class_balance: weight the loss so damaged and intact buildings count equally.
+        label_noise: uniform floor mixed into soft (crowd) label rows, see :meth:`GapLabels.with_label_noise`.
         expected_fingerprint: refuse a cache with another fingerprint (e.g. the one a model was trained on).
         chip_arrays / gap_labels: in-memory data instead of paths (benchmarks, tests).
     """
@@ -443,6 +468,7 @@ class ChipDataModule(L.LightningDataModule):
         num_workers: int = 0,
         seed: int = 0,
         class_balance: bool = True,
+        label_noise: float = 0.1,
         expected_fingerprint: str | None = None,
         chip_arrays: ChipArrays | None = None,
         gap_labels: GapLabels | None = None,
@@ -457,6 +483,7 @@ class ChipDataModule(L.LightningDataModule):
         self.num_workers = num_workers
         self.seed = seed
         self.class_balance = class_balance
+        self.label_noise = label_noise
         self.expected_fingerprint = expected_fingerprint
         self._chips = chip_arrays
         self._labels = gap_labels
@@ -491,6 +518,11 @@ class ChipDataModule(L.LightningDataModule):
             )
         return self._labels
 
+    @property
+    def training_labels(self) -> GapLabels:
+        """The labels as the loss and the temperature fit see them (soft rows with the label-noise floor)."""
+        return self.labels.with_label_noise(self.label_noise)
+
     def blocks(self) -> np.ndarray:
         """Spatial block of every labelled building."""
         labels = self.labels
@@ -512,7 +544,8 @@ class ChipDataModule(L.LightningDataModule):
         self.weights = labels.class_weights() if self.class_balance else np.ones(len(labels.building_ids))
 
     def _dataset(self, rows: np.ndarray) -> ChipDataset:
-        return ChipDataset(self.chips, self.positions[rows], self.labels.subset(rows), self.weights[rows])
+        labels = self.training_labels.subset(rows)
+        return ChipDataset(self.chips, self.positions[rows], labels, self.weights[rows])
 
     def train_dataloader(self) -> DataLoader[dict[str, torch.Tensor]]:
         assert self.train_rows is not None

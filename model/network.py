@@ -2,9 +2,10 @@
 
 For one building with T chips the network computes
 
-1. an embedding e_t of every chip (a small CNN, or a torchvision/timm backbone built without weights) from the
-   chip standardised per band (cancels per-date illumination and haze), the footprint mask and the per-band
-   chip statistics;
+1. an embedding e_t of every chip (a small CNN pooled inside the footprint and over the chip, or a
+   torchvision/timm backbone built without weights) from the chip's centre crop at full resolution (chips are
+   centred on the footprint) standardised per band (cancels per-date illumination and haze), the footprint
+   mask and the per-band chip statistics;
 2. difference features against earlier dates: e_t - e_first (first valid date) and e_t - r_t, where r_t is the
    validity-weighted mean of the embeddings of all earlier dates;
 3. a small transformer over the dates with sinusoidal encodings of the acquisition day, invalid dates masked
@@ -42,7 +43,8 @@ class NetworkConfig:
 
     Attributes:
         backbone: chip encoder, a key of :data:`BACKBONES` or ``"timm:<name>"``.
-        in_channels: image bands of the chips (4 = R, G, B, NIR).
+        in_channels: bands used, the first of the chip's (3 = R, G, B, robust to RGB-only sensors whose NIR
+            is zero; 4 adds NIR).
         input_size: side in pixels of the encoder input: chips are first centre-cropped to
             ``input_size * downsample`` pixels (chips are centred on the footprint), then area-downsampled.
         downsample: area-downsampling factor after the crop (1 keeps full resolution).
@@ -227,11 +229,14 @@ class DatingNetwork(nn.Module):
     def embed(self, chips: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Chip embeddings ``[B, T, E]`` from uint8 chips ``[B, T, C, H, W]`` and footprint masks ``[B, H, W]``."""
         b, t, c, h, w = chips.shape
-        if c != self.config.in_channels:
+        if c < self.config.in_channels:
             raise ModelConfigError(
                 f"chips have {c} bands but the network was built for in_channels={self.config.in_channels}; "
-                "set in_channels to the cache's band count"
+                "set in_channels to at most the cache's band count"
             )
+        if c > self.config.in_channels:  # use the first bands (R, G, B): robust to RGB-only sensors
+            chips = chips[:, :, : self.config.in_channels]
+            c = self.config.in_channels
         size, factor = self.config.input_size, self.config.downsample
         crop = size * factor
         if h > crop and w > crop:

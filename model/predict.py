@@ -45,6 +45,7 @@ class Predictions:
         loglik: ``[N, T + 1]`` deterministic gap log-likelihood before temperature (for calibration).
         entropy / bald: predictive entropy and BALD mutual information, nats.
         p_destroyed: P(destroyed | damaged).
+        loglik_samples: ``[N, S, T + 1]`` per Monte-Carlo sample gap log-likelihood before temperature.
         seconds: wall time of the prediction.
     """
 
@@ -54,6 +55,7 @@ class Predictions:
     entropy: np.ndarray = field(repr=False)
     bald: np.ndarray = field(repr=False)
     p_destroyed: np.ndarray = field(repr=False)
+    loglik_samples: np.ndarray = field(repr=False, default_factory=lambda: np.zeros((0, 1, 1)))
     seconds: float = 0.0
 
 
@@ -71,7 +73,7 @@ def predict(
     Raises:
         DataMismatchError: the chips have another band count than the model was trained on.
     """
-    if chips.chips.shape[2] != task.network_config.in_channels:
+    if chips.chips.shape[2] < task.network_config.in_channels:
         raise DataMismatchError(
             f"chip cache has {chips.chips.shape[2]} bands, the model expects {task.network_config.in_channels}; "
             "ingest with the model's bands"
@@ -101,6 +103,7 @@ def predict(
         entropy=cat("entropy", (0,)),
         bald=cat("bald", (0,)),
         p_destroyed=cat("p_destroyed", (0,)),
+        loglik_samples=cat("loglik_samples", (0, 1, g)),
         seconds=seconds,
     )
 

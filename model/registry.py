@@ -39,9 +39,11 @@ __all__ = [
     "ModelRef",
     "PromotionDecision",
     "Tracking",
+    "beats",
     "load_champion",
     "load_model",
     "log_training_run",
+    "model_ref",
     "promote",
 ]
 
@@ -184,13 +186,13 @@ def log_training_run(
             pip_requirements=["torch", "lightning", "mlflow"],
             serialization_format="pickle",
         )
-        run_id = run.info.run_id
+        logged_run = str(run.info.run_id)
     version = str(info.registered_model_version)
     client = tracking.client()
     client.set_registered_model_alias(MODEL_NAME, CANDIDATE, version)
     client.set_model_version_tag(MODEL_NAME, version, "data_fingerprint", data_fingerprint)
     client.set_model_version_tag(MODEL_NAME, version, "label_snapshot", label_snapshot)
-    return ModelRef(MODEL_NAME, version, run_id)
+    return ModelRef(MODEL_NAME, version, logged_run)
 
 
 def _param(value: Any) -> str:

@@ -1,10 +1,11 @@
 """The LightningModule that trains and runs the dating network.
 
 Built in fixed hooks (``configure_models``, ``configure_losses``, ``configure_metrics``) like torchgeo's
-trainers; train, validation, test and prediction all go through one :meth:`DatingTask.shared_step`, so they
-cannot drift apart. The loss is the negative log-likelihood of the label's gap distribution under the network's
-exact change-point posterior (soft targets: cross-entropy; intervals: -log of the allowed mass), weighted for
-class balance, plus a small cross-entropy for the final grade of damaged buildings. Prediction averages
+trainers; train, validation and test all go through one :meth:`DatingTask.shared_step`, and prediction through
+the same network calls (:meth:`DatingTask.mc_predict`), so they cannot drift apart. The loss is the negative log-likelihood of each label under the network's
+exact change-point posterior, ``-log sum_g p(g) label[g]`` (an interval label sums the gaps it allows; a soft
+crowd label is treated as evidence over gaps, see :func:`model.calibration.gap_nll`), weighted for class balance,
+plus a small cross-entropy for the final grade of damaged buildings. Prediction averages
 ``mc_samples`` Monte-Carlo dropout posteriors (Gal and Ghahramani, 2016) and reports predictive entropy and
 BALD (Houlsby et al., 2011); ``temperature`` (fitted on validation by :func:`model.calibration.fit_temperature`)
 scales the gap log-likelihood before normalisation.
@@ -12,7 +13,6 @@ scales the gap log-likelihood before normalisation.
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from typing import Any
 
 import lightning as L
@@ -47,7 +47,11 @@ class DatingTask(L.LightningModule):
         grade_weight: weight of the final-grade loss.
         mc_samples: Monte-Carlo dropout samples at prediction (1 = deterministic).
         augment: random flips / quarter turns of whole timelines and per-date gain while training.
+        tta: Monte-Carlo samples also cycle through the four quarter turns of the chips (test-time
+            augmentation inside the predictive ensemble; the encoder then runs up to four times).
     """
+
+    temperature: torch.Tensor
 
     def __init__(
         self,
@@ -68,6 +72,7 @@ class DatingTask(L.LightningModule):
         grade_weight: float = 0.2,
         mc_samples: int = 8,
         augment: bool = True,
+        tta: bool = True,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -176,7 +181,8 @@ class DatingTask(L.LightningModule):
         Returns:
             ``row``, ``probs`` ``[B, T + 1]`` (mean over samples), ``entropy`` (of the mean), ``bald``
             (entropy of the mean minus mean entropy), ``loglik`` (deterministic gap log-likelihood, before
-            temperature) and ``p_destroyed`` (final grade, given damaged).
+            temperature), ``loglik_samples`` ``[B, S, T + 1]`` (per Monte-Carlo sample, before temperature) and
+            ``p_destroyed`` (final grade, given damaged).
         """
         was_training = self.training
         self.eval()
@@ -184,14 +190,24 @@ class DatingTask(L.LightningModule):
         deterministic = self.net.temporal_forward(emb, batch["valid"], batch["days"])
         samples = max(int(samples), 1)
         if samples == 1:
+            samples_loglik = deterministic.gap_loglik[None]
             log_posts = self.log_posterior(deterministic)[None]
             grade = deterministic.grade_logits.softmax(-1)[None]
         else:
+            embs = [emb]
+            if self.hparams.get("tta", False):
+                for k in range(1, min(4, samples)):
+                    chips = torch.rot90(batch["chips"], k, dims=(-2, -1))
+                    embs.append(self.net.embed(chips, torch.rot90(batch["mask"], k, dims=(-2, -1))))
             for module in self.net.modules():
                 if isinstance(module, nn.Dropout):
                     module.train()
-            outs = [self.net.temporal_forward(emb, batch["valid"], batch["days"]) for _ in range(samples)]
+            outs = [
+                self.net.temporal_forward(embs[s % len(embs)], batch["valid"], batch["days"])
+                for s in range(samples)
+            ]
             self.eval()
+            samples_loglik = torch.stack([o.gap_loglik for o in outs])
             log_posts = torch.stack([self.log_posterior(o) for o in outs])
             grade = torch.stack([o.grade_logits.softmax(-1) for o in outs])
         probs = log_posts.exp().mean(dim=0)
@@ -205,12 +221,9 @@ class DatingTask(L.LightningModule):
             "entropy": entropy,
             "bald": bald,
             "loglik": deterministic.gap_loglik,
+            "loglik_samples": samples_loglik.transpose(0, 1),
             "p_destroyed": grade.mean(dim=0)[:, 1],
         }
-
-    def describe(self) -> dict[str, Any]:
-        """Hyperparameters and training provenance, for MLflow params and prediction files."""
-        return {**asdict(self.network_config), **dict(self.hparams), "temperature": float(self.temperature)}
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["trained_on"] = self.trained_on

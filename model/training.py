@@ -94,7 +94,7 @@ def run_cli(
         )
     cli = make_cli(args, defaults)
     task, data, trainer = cli.model, cli.datamodule, cli.trainer
-    trainer.callbacks.extend(callbacks)
+    trainer.callbacks.extend(callbacks)  # type: ignore[attr-defined]
     assert isinstance(task, DatingTask) and isinstance(data, ChipDataModule)
     trainer.fit(task, datamodule=data)
     run_id = trainer.logger.run_id if isinstance(trainer.logger, MLFlowLogger) else None
@@ -117,14 +117,14 @@ def finish_training(
     data.setup("fit")
     assert data.val_rows is not None
     chips, labels = data.chips, data.labels
-    val_labels = labels.subset(data.val_rows)
+    val_labels = data.training_labels.subset(data.val_rows)
     rows = data.positions[data.val_rows]
     task.temperature.fill_(1.0)
     temperature, metrics = 1.0, None
     if len(rows):
-        det = predict(task, chips, rows, mc_samples=1, progress=False)
+        sampled = predict(task, chips, rows, progress=False)
         temperature = fit_temperature(
-            torch.from_numpy(det.loglik),
+            torch.from_numpy(sampled.loglik_samples).transpose(0, 1),
             torch.from_numpy(val_labels.target),
             torch.from_numpy(val_labels.interval),
         )

@@ -26,6 +26,7 @@ import datetime as dt
 import json
 import re
 import shutil
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,7 +46,12 @@ from model.timeline import utm_crs_for
 
 __all__ = ["SUBTYPE_GRADES", "XbdScene", "import_xbd"]
 
-SUBTYPE_GRADES = {"no-damage": None, "minor-damage": "damaged", "major-damage": "damaged", "destroyed": "destroyed"}
+SUBTYPE_GRADES = {
+    "no-damage": None,
+    "minor-damage": "damaged",
+    "major-damage": "damaged",
+    "destroyed": "destroyed",
+}
 """xBD subtype -> final grade (None: intact)."""
 
 _IMAGE_SUFFIXES = (".tif", ".tiff", ".png")
@@ -90,7 +96,9 @@ def import_xbd(root: Path, out: Path, scenes: Sequence[str] | None = None) -> li
     if scenes is not None:
         missing = sorted(set(scenes) - set(found))
         if missing:
-            raise XbdError(f"{labels_dir}: no pre-disaster labels for scene(s) {missing}; check the scene names")
+            raise XbdError(
+                f"{labels_dir}: no pre-disaster labels for scene(s) {missing}; check the scene names"
+            )
         found = [s for s in found if s in set(scenes)]
     if not found:
         raise XbdError(f"{labels_dir}: no '*_pre_disaster.json' label files; point at an xBD split folder")
@@ -147,7 +155,10 @@ def fit_affine(pixels: np.ndarray, world: np.ndarray) -> tuple[Affine, float]:
 
 
 def _georeference(
-    xy: dict[str, tuple[Any, dict[str, Any]]], lnglat: dict[str, tuple[Any, dict[str, Any]]], crs: str, path: Path
+    xy: dict[str, tuple[Any, dict[str, Any]]],
+    lnglat: dict[str, tuple[Any, dict[str, Any]]],
+    crs: str,
+    path: Path,
 ) -> Affine:
     to_utm = Transformer.from_crs("EPSG:4326", crs, always_xy=True)
     pixels, world = [], []
@@ -162,7 +173,9 @@ def _georeference(
         pixels.append(a)
         world.append(np.column_stack([ux, uy]))
     if not pixels:
-        raise XbdError(f"{path}: no building has both an xy and a lng_lat polygon; cannot georeference the image")
+        raise XbdError(
+            f"{path}: no building has both an xy and a lng_lat polygon; cannot georeference the image"
+        )
     p, w = np.concatenate(pixels), np.concatenate(world)
     if np.linalg.matrix_rank(np.column_stack([p, np.ones(len(p))])) < 3:
         raise XbdError(f"{path}: label polygons are collinear; cannot georeference the image")
@@ -170,8 +183,15 @@ def _georeference(
     return transform
 
 
+def _open(path: Path) -> rasterio.DatasetReader:
+    """Open an image; xBD PNGs carry no georeference, which is expected, not worth a warning."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+        return rasterio.open(path)
+
+
 def _write_geotiff(src_path: Path, dst: Path, transform: Affine | None, crs: str) -> None:
-    with rasterio.open(src_path) as src:
+    with _open(src_path) as src:
         data = src.read()
         src_crs = src.crs
         src_transform = src.transform
@@ -180,7 +200,9 @@ def _write_geotiff(src_path: Path, dst: Path, transform: Affine | None, crs: str
     else:
         crs_out, transform_out = crs, transform
     if data.dtype != np.uint8:
-        data = data.astype(np.uint8) if data.max() <= 255 else (data / max(data.max(), 1) * 255).astype(np.uint8)
+        data = (
+            data.astype(np.uint8) if data.max() <= 255 else (data / max(data.max(), 1) * 255).astype(np.uint8)
+        )
     profile = {
         "driver": "GTiff",
         "width": data.shape[2],
@@ -202,7 +224,9 @@ def _import_scene(root: Path, name: str, folder: Path) -> XbdScene:
     pre, post = _read_json(pre_json), _read_json(post_json)
     d_pre, d_post = _capture_date(pre, pre_json), _capture_date(post, post_json)
     if d_post <= d_pre:
-        raise XbdError(f"{post_json}: capture_date {d_post} is not after the pre-disaster {d_pre}; check the pair")
+        raise XbdError(
+            f"{post_json}: capture_date {d_post} is not after the pre-disaster {d_pre}; check the pair"
+        )
     xy, lnglat = _polygons(post, "xy"), _polygons(post, "lng_lat")
     if not lnglat:
         raise XbdError(f"{post_json}: no lng_lat building polygons; cannot place the scene")
@@ -216,10 +240,12 @@ def _import_scene(root: Path, name: str, folder: Path) -> XbdScene:
         transforms: dict[str, Affine | None] = {}
         for stage, data, json_path in (("pre", pre, pre_json), ("post", post, post_json)):
             image = _image(root, f"{name}_{stage}_disaster")
-            with rasterio.open(image) as src:
+            with _open(image) as src:
                 has_crs = src.crs is not None
             own_xy, own_ll = _polygons(data, "xy"), _polygons(data, "lng_lat")
-            transforms[stage] = None if has_crs else _georeference(own_xy or xy, own_ll or lnglat, crs, json_path)
+            transforms[stage] = (
+                None if has_crs else _georeference(own_xy or xy, own_ll or lnglat, crs, json_path)
+            )
             date = d_pre if stage == "pre" else d_post
             _write_geotiff(image, tmp / "imagery" / f"{date.isoformat()}.tif", transforms[stage], crs)
         to_utm = Transformer.from_crs("EPSG:4326", crs, always_xy=True)
@@ -229,7 +255,9 @@ def _import_scene(root: Path, name: str, folder: Path) -> XbdScene:
             if uid in xy and post_transform is not None:
                 geom = shapely.affinity.affine_transform(xy[uid][0], post_transform.to_shapely())
             else:
-                geom = shapely.transform(ll_poly, lambda c: np.column_stack(to_utm.transform(c[:, 0], c[:, 1])))
+                geom = shapely.transform(
+                    ll_poly, lambda c: np.column_stack(to_utm.transform(c[:, 0], c[:, 1]))
+                )
             ids.append(uid)
             geoms.append(geom)
             subtypes.append(subtype)

@@ -179,6 +179,11 @@ def run(
         plot_gap_errors(base_probs, true_gap, bench / "baseline_gap_errors.png", "baseline gap error"),
     ]
     damaged = true_gap < eval_chips.n_dates
+    graded = truth["final_grade"].isin(GRADES).to_numpy() & damaged
+    destroyed = (truth["final_grade"] == "destroyed").to_numpy()
+    grade_accuracy = (
+        float(((preds.p_destroyed > 0.5) == destroyed)[graded].mean()) if graded.any() else float("nan")
+    )
     figures: dict[str, Any] = {
         "preset": preset,
         "seed": seed,
@@ -198,10 +203,12 @@ def run(
         "train_epoch_s_600x15": 600 * 15 / (n_train_chips / epoch_s) if epoch_s > 0 else float("nan"),
         "train_total_s": train_seconds,
         "temperature": result.temperature,
-        "val_exact_gap_accuracy": result.val_metrics.exact_gap_accuracy if result.val_metrics else float("nan"),
+        "val_exact_gap_accuracy": result.val_metrics.exact_gap_accuracy
+        if result.val_metrics
+        else float("nan"),
         "model_version": result.model.label if result.model else "",
         "torch_threads": torch.get_num_threads(),
-        "grade_classes": list(GRADES),
+        "grade_accuracy": grade_accuracy,
         **label_quality,
     }
     figures["plots"] = [str(p) for p in plots]
@@ -214,7 +221,9 @@ def _log_mlflow(figures: dict[str, Any], tracking: Tracking, plots: list[Path]) 
     import mlflow
 
     experiment_id = tracking.activate("benchmark-dating")
-    with mlflow.start_run(experiment_id=experiment_id, run_name=f"dating-{figures['preset']}-{figures['seed']}"):
+    with mlflow.start_run(
+        experiment_id=experiment_id, run_name=f"dating-{figures['preset']}-{figures['seed']}"
+    ):
         mlflow.log_params({k: figures[k] for k in ("preset", "seed", "eval_seed", "model_version")})
         mlflow.log_metrics(
             {k: float(v) for k, v in figures.items() if isinstance(v, int | float) and np.isfinite(float(v))}
@@ -238,8 +247,12 @@ def print_table(figures: dict[str, Any], console: Console) -> None:
             f"{figures['baseline_' + key]:.3f}",
             "" if target is None else (f"<= {target}" if key == "ece" else f">= {target}"),
         )
-    table.add_row("inference chips/s", f"{figures['inference_chips_per_s']:.0f}",
-                  f"{figures['baseline_chips_per_s']:.0f}", ">= 1000")
+    table.add_row(
+        "inference chips/s",
+        f"{figures['inference_chips_per_s']:.0f}",
+        f"{figures['baseline_chips_per_s']:.0f}",
+        ">= 1000",
+    )
     table.add_row("train epoch s (600x15)", f"{figures['train_epoch_s_600x15']:.1f}", "", "<= 60")
     table.add_row("eval buildings", str(figures["eval_buildings"]), "", "")
     console.print(table)
@@ -269,7 +282,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         local = Tracking.local(WORK)
         tracking = Tracking(args.tracking_uri, None) if args.tracking_uri else local
     figures = run(
-        args.preset, args.seed, tracking=tracking, config=args.config, max_epochs=args.max_epochs, console=console
+        args.preset,
+        args.seed,
+        tracking=tracking,
+        config=args.config,
+        max_epochs=args.max_epochs,
+        console=console,
     )
     print_table(figures, console)
     if args.json:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import resource
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -36,13 +37,21 @@ from experiments.scenario.errors import ScenarioOutputError
 from experiments.scenario.extract import DEFAULT_EXTRACT, read_extract
 from experiments.scenario.layout import CRS, Layout, build_layout
 from experiments.scenario.presets import Preset, check_seed, get_preset
-from experiments.scenario.render import BASE_RES, build_looks, cloud_threshold, render_tile
+from experiments.scenario.render import (
+    BASE_RES,
+    BuildingLooks,
+    build_looks,
+    cloud_threshold,
+    prepare_tile,
+    render_tile,
+)
 from experiments.scenario.timing import Truth, acquisition_dates, draw_truth
 
 __all__ = ["GENERATOR_VERSION", "ScenarioSummary", "generate"]
 
 GENERATOR_VERSION = "1.0.0"
 BLOCK_M = 250.0
+_GDAL_CACHE_MB = 192
 HIDDEN = 0.5  # a building is not visible on a date when this share of its footprint is cloud or nodata
 ATTRIBUTION = (
     "Building layout: UNITAR-UNOSAT, Comprehensive Damage Assessment of Ar-Raqqa, Syria "
@@ -63,6 +72,7 @@ class ScenarioSummary:
         dates: acquisition dates.
         counts: buildings by source and final grade.
         seconds: wall time of the generation.
+        peak_rss_mb: peak resident memory of this process so far (shows that rendering streams tiles).
     """
 
     out: Path
@@ -71,6 +81,7 @@ class ScenarioSummary:
     dates: tuple[dt.date, ...]
     counts: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
+    peak_rss_mb: float = 0.0
 
     @property
     def n_buildings(self) -> int:
@@ -162,63 +173,13 @@ def generate(
     acquisitions = draw_acquisitions(spec, dates, seed, np.random.default_rng([seed, 4]))
     looks = build_looks(layout, truth, np.random.default_rng([seed, 5]))
     n, t_count = len(layout), len(dates)
-    thresholds = [cloud_threshold(layout, a) for a in acquisitions]
-
-    pixels = np.zeros((n, t_count), np.int64)
-    cloud_px = np.zeros((n, t_count), np.int64)
-    nodata_px = np.zeros((n, t_count), np.int64)
     tiles = _tiles(layout, spec, looks.radius)
     names = [f"{d.isoformat()}.tif" for d in dates]
-    images = [
-        rasterio.open(out / "imagery" / name, "w", **_profile(layout, a, a.bands))  # type: ignore[arg-type]
-        for name, a in zip(names, acquisitions, strict=True)
-    ]
-    clouds = [
-        rasterio.open(out / "clouds" / name, "w", **_profile(layout, a, 1))  # type: ignore[arg-type]
-        for name, a in zip(names, acquisitions, strict=True)
-    ]
-    try:
-        for ds, acq in zip(images, acquisitions, strict=True):
-            ds.colorinterp = [ColorInterp.red, ColorInterp.green, ColorInterp.blue, ColorInterp.undefined][
-                : acq.bands
-            ]
-            for b in range(acq.bands):
-                ds.set_band_description(b + 1, _BAND_NAMES[b])
-            ds.update_tags(
-                date=acq.date.isoformat(), sensor=acq.sensor, generator=f"striketracker {GENERATOR_VERSION}"
-            )
-        columns = [
-            TextColumn("[bold]scenario[/] {task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-        ]
-        with Progress(*columns, disable=not progress) as bar:
-            task = bar.add_task(
-                f"{spec.name} seed {seed}: {n} buildings, {t_count} dates", total=len(tiles) * t_count
-            )
-            for col_m, row_m, w_m, h_m in tiles:
-                for t, acq in enumerate(acquisitions):
-                    tile = render_tile(
-                        layout, truth, looks, acq, t, col_m, row_m, w_m, h_m, seed, thresholds[t]
-                    )
-                    res = acq.resolution
-                    window = Window(
-                        int(round(col_m / res)),
-                        int(round(row_m / res)),
-                        tile.image.shape[2],
-                        tile.image.shape[1],
-                    )
-                    images[t].write(tile.image, window=window)
-                    clouds[t].write(tile.cloud[None], window=window)
-                    np.add.at(pixels[:, t], tile.building_index, tile.pixels)
-                    np.add.at(cloud_px[:, t], tile.building_index, tile.cloud_pixels)
-                    np.add.at(nodata_px[:, t], tile.building_index, tile.nodata_pixels)
-                    bar.advance(task)
-    finally:
-        for ds in (*images, *clouds):
-            ds.close()
+    # bound GDAL's block cache: 30 datasets are open at once and dirty blocks are flushed as tiles complete
+    with rasterio.Env(GDAL_CACHEMAX=_GDAL_CACHE_MB * 1024 * 1024):
+        pixels, cloud_px, nodata_px = _render_all(
+            out, layout, truth, looks, acquisitions, tiles, names, seed, progress, f"{spec.name} seed {seed}"
+        )
 
     safe = np.maximum(pixels, 1)
     cloud_fraction = cloud_px / safe
@@ -284,9 +245,86 @@ def generate(
         "source": "UNITAR-UNOSAT Raqqa damage points (see ATTRIBUTION.txt)",
     }
     (out / "scenario.json").write_text(json.dumps(scenario, indent=2) + "\n")
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     return ScenarioSummary(
-        out=out, preset=spec.name, seed=seed, dates=tuple(dates), counts=counts, seconds=seconds
+        out=out,
+        preset=spec.name,
+        seed=seed,
+        dates=tuple(dates),
+        counts=counts,
+        seconds=seconds,
+        peak_rss_mb=peak,
     )
+
+
+def _render_all(
+    out: Path,
+    layout: Layout,
+    truth: Truth,
+    looks: BuildingLooks,
+    acquisitions: list[Acquisition],
+    tiles: list[tuple[float, float, float, float]],
+    names: list[str],
+    seed: int,
+    progress: bool,
+    label: str,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Render every tile on every date into the open GeoTIFFs; footprint pixel counts ``[N, T]`` (all, cloud,
+    nodata)."""
+    n, t_count = len(layout), len(acquisitions)
+    thresholds = [cloud_threshold(layout, a) for a in acquisitions]
+    pixels = np.zeros((n, t_count), np.int64)
+    cloud_px = np.zeros((n, t_count), np.int64)
+    nodata_px = np.zeros((n, t_count), np.int64)
+    images = [
+        rasterio.open(out / "imagery" / name, "w", **_profile(layout, a, a.bands))  # type: ignore[arg-type]
+        for name, a in zip(names, acquisitions, strict=True)
+    ]
+    clouds = [
+        rasterio.open(out / "clouds" / name, "w", **_profile(layout, a, 1))  # type: ignore[arg-type]
+        for name, a in zip(names, acquisitions, strict=True)
+    ]
+    try:
+        for ds, acq in zip(images, acquisitions, strict=True):
+            ds.colorinterp = [ColorInterp.red, ColorInterp.green, ColorInterp.blue, ColorInterp.undefined][
+                : acq.bands
+            ]
+            for b in range(acq.bands):
+                ds.set_band_description(b + 1, _BAND_NAMES[b])
+            ds.update_tags(
+                date=acq.date.isoformat(), sensor=acq.sensor, generator=f"striketracker {GENERATOR_VERSION}"
+            )
+        columns = [
+            TextColumn("[bold]scenario[/] {task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+        ]
+        with Progress(*columns, disable=not progress) as bar:
+            task = bar.add_task(f"{label}: {n} buildings, {t_count} dates", total=len(tiles) * t_count)
+            for col_m, row_m, w_m, h_m in tiles:
+                ground = prepare_tile(layout, looks, col_m, row_m, w_m, h_m, seed)
+                for t, acq in enumerate(acquisitions):
+                    tile = render_tile(layout, truth, looks, ground, acq, t, thresholds[t])
+                    res = acq.resolution
+                    window = Window(
+                        int(round(col_m / res)),
+                        int(round(row_m / res)),
+                        tile.image.shape[2],
+                        tile.image.shape[1],
+                    )
+                    images[t].write(tile.image, window=window)
+                    clouds[t].write(tile.cloud[None], window=window)
+                    np.add.at(pixels[:, t], tile.building_index, tile.pixels)
+                    np.add.at(cloud_px[:, t], tile.building_index, tile.cloud_pixels)
+                    np.add.at(nodata_px[:, t], tile.building_index, tile.nodata_pixels)
+                    bar.advance(task)
+    finally:
+        for ds in (*images, *clouds):
+            ds.close()
+
+    return pixels, cloud_px, nodata_px
 
 
 def _write_footprints(out: Path, layout: Layout) -> None:

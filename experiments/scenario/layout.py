@@ -1,6 +1,6 @@
 """Building layout: real UNOSAT damage points of a contiguous area of Raqqa, plus intact buildings and streets.
 
-Each UNOSAT point becomes a rectangular footprint centred on it, sized from the distance to its nearest
+Each UNOSAT point (near-duplicates under 4 m apart merged into the first) becomes a rectangular footprint centred on it, sized from the distance to its nearest
 neighbour so neighbours do not overlap, and aligned to a street grid (with a little jitter). Intact buildings
 fill the free plots of the same urban fabric (within 60 m of a damage point, off the streets). Streets are
 placed where the damage points are sparsest so that few buildings stand in a street.
@@ -22,6 +22,7 @@ __all__ = ["CRS", "Layout", "Streets", "build_layout", "footprint_polygon"]
 
 CRS = "EPSG:32637"
 _SOURCE_UNOSAT = "unosat"
+_MIN_SEPARATION_M = 4.0  # UNOSAT points closer than this are one building (the later point is dropped)
 _SOURCE_INTACT = "intact"
 
 
@@ -129,6 +130,16 @@ def _choose_area(xy: np.ndarray, preset: Preset, rng: np.random.Generator) -> np
     return np.flatnonzero(cheb <= radius)
 
 
+def _distinct(xy: np.ndarray, min_dist: float) -> np.ndarray:
+    """Indices of the points kept when a point closer than ``min_dist`` to an earlier kept point is dropped."""
+    pairs = cKDTree(xy).query_pairs(min_dist, output_type="ndarray")
+    drop = np.zeros(len(xy), bool)
+    for a, b in sorted(map(tuple, pairs)):
+        if not drop[a]:
+            drop[b] = True
+    return np.flatnonzero(~drop)
+
+
 def _street_lines(coord: np.ndarray, lo: float, hi: float, rng: np.random.Generator) -> np.ndarray:
     """Street positions between ``lo`` and ``hi`` at 55-95 m spacing, each nudged to the sparsest spot."""
     bins = np.arange(np.floor(lo) - 100, np.ceil(hi) + 101, 1.0)
@@ -151,6 +162,7 @@ def build_layout(points: DamagePoints, preset: Preset, rng: np.random.Generator)
     px, py = to_utm.transform(points.lon, points.lat)
     xy_all = np.column_stack([px, py])
     chosen = _choose_area(xy_all, preset, rng)
+    chosen = chosen[_distinct(xy_all[chosen], _MIN_SEPARATION_M)]
     dxy = xy_all[chosen]
 
     theta0 = float(rng.normal(0.05, 0.03))

@@ -22,7 +22,15 @@ from experiments.scenario.layout import Layout
 from experiments.scenario.texture import fbm, value_noise
 from experiments.scenario.timing import Truth
 
-__all__ = ["BuildingLooks", "TileResult", "build_looks", "cloud_threshold", "render_tile"]
+__all__ = [
+    "BuildingLooks",
+    "TileGround",
+    "TileResult",
+    "build_looks",
+    "cloud_threshold",
+    "prepare_tile",
+    "render_tile",
+]
 
 BASE_RES = 0.5
 MARGIN = 8  # pixels of margin rendered around a tile (misregistration shifts up to 4 px)
@@ -60,6 +68,10 @@ class BuildingLooks:
             ``tank_dark`` ``[N, 3]`` dark or white.
         debris: ``[N, 6, 4, 2]`` debris chunks around a damaged building (local offsets).
         radius: ``[N]`` bounding radius of rubble and footprint, metres.
+        reroof_gap: ``[N]`` date index from which an *intact* building shows a new roof or a tarp (T = never):
+            a visible change that is not damage.
+        craters: ``[M, RING, 2]`` strike craters on open ground (absolute metres), and ``crater_gap`` ``[M]``
+            the gap in which each appears (a change no building owns: a trap for naive change detection).
     """
 
     roof: np.ndarray
@@ -71,6 +83,9 @@ class BuildingLooks:
     tank_dark: np.ndarray
     debris: np.ndarray
     radius: np.ndarray
+    reroof_gap: np.ndarray
+    craters: np.ndarray
+    crater_gap: np.ndarray
 
 
 def _squares(centres: np.ndarray, half: np.ndarray, theta: np.ndarray) -> np.ndarray:
@@ -110,7 +125,7 @@ def build_looks(layout: Layout, truth: Truth, rng: np.random.Generator) -> Build
     hole = np.stack([c[:, None] * hx - s[:, None] * hy, s[:, None] * hx + c[:, None] * hy], axis=-1)
 
     # rubble: the footprint's outline pushed out irregularly, with a lobe of debris toward one side
-    phi = angles[None, :] - 0.0
+    phi = angles[None, :]
     support = np.minimum(
         layout.half_w[:, None] / np.maximum(np.abs(np.cos(phi)), 1e-6),
         layout.half_h[:, None] / np.maximum(np.abs(np.sin(phi)), 1e-6),
@@ -147,6 +162,23 @@ def build_looks(layout: Layout, truth: Truth, rng: np.random.Generator) -> Build
         np.stack([dist * np.cos(ang), dist * np.sin(ang)], axis=-1), rng.uniform(0.3, 0.8, (n, 6)), ang
     )
     radius = np.maximum(np.hypot(layout.half_w, layout.half_h), rr.max(axis=1)) + 5.0
+
+    # a few intact buildings get a new roof or a tarp: change that is not damage
+    t_count = int(truth.gap.max())
+    reroof_gap = np.full(n, t_count, dtype=np.int64)
+    recover = (truth.final_grade == "intact") & (rng.random(n) < 0.04)
+    reroof_gap[recover] = rng.integers(1, max(2, t_count), recover.sum())
+
+    # craters: about one per three damage points, in the street or yards, appearing when nearby strikes do
+    unosat = np.flatnonzero(layout.source == "unosat")
+    m = max(1, len(unosat) // 3)
+    near = rng.choice(unosat, size=m) if len(unosat) else rng.integers(0, n, m)
+    ang = rng.uniform(0, 2 * np.pi, m)
+    dist = np.hypot(layout.half_w[near], layout.half_h[near]) + rng.uniform(3, 12, m)
+    centre = np.column_stack([layout.x[near] + dist * np.cos(ang), layout.y[near] + dist * np.sin(ang)])
+    radius_c = rng.uniform(1.2, 3.5, (m, 1)) * rng.uniform(0.8, 1.2, (m, _RING))
+    craters = centre[:, None, :] + np.stack([radius_c * np.cos(angles), radius_c * np.sin(angles)], -1)
+    crater_gap = np.clip(truth.gap[near] + rng.integers(-2, 3, m), 1, truth.gap.max())
     return BuildingLooks(
         roof=roof,
         new_roof=new_roof,
@@ -157,6 +189,9 @@ def build_looks(layout: Layout, truth: Truth, rng: np.random.Generator) -> Build
         tank_dark=tank_dark,
         debris=debris,
         radius=radius,
+        reroof_gap=reroof_gap,
+        craters=craters,
+        crater_gap=crater_gap,
     )
 
 
@@ -185,34 +220,89 @@ def _burn(shapes: list[tuple[object, int]], shape: tuple[int, int], transform: A
     return rasterize(shapes, out_shape=shape, transform=transform, fill=0, dtype="int32", all_touched=False)
 
 
-def _polys(coords: np.ndarray) -> np.ndarray:
-    return shapely.polygons(coords)
+_Shape = dict[str, object] | None
 
 
-def _hulls(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Convex hulls of the point sets ``a [n, k, 2]`` and ``b [n, k, 2]`` together."""
-    pts = np.concatenate([a, b], axis=1)
-    return shapely.convex_hull(shapely.multipoints(pts))
+def _polys(coords: np.ndarray) -> list[_Shape]:
+    """GeoJSON-like polygons from rings ``[n, k, 2]`` (cheaper to rasterise than shapely objects)."""
+    closed = np.concatenate([coords, coords[:, :1]], axis=1)
+    return [{"type": "Polygon", "coordinates": [ring.tolist()]} for ring in closed]
 
 
-def _labelled(geoms: np.ndarray, values: np.ndarray) -> list[tuple[object, int]]:
-    return [(g, int(v)) for g, v in zip(geoms, values, strict=True) if g is not None and not g.is_empty]
+def _hulls(a: np.ndarray, b: np.ndarray) -> list[_Shape]:
+    """Convex hulls of the point sets ``a [n, k, 2]`` and ``b [n, k, 2]`` together (None where degenerate)."""
+    hulls = shapely.convex_hull(shapely.multipoints(np.concatenate([a, b], axis=1)))
+    coords = shapely.get_coordinates(hulls)
+    ends = np.cumsum(shapely.get_num_coordinates(hulls))
+    is_polygon = shapely.get_type_id(hulls) == 3
+    out: list[_Shape] = []
+    for ring, ok in zip(np.split(coords, ends[:-1]), is_polygon, strict=True):
+        out.append({"type": "Polygon", "coordinates": [ring.tolist()]} if ok else None)
+    return out
 
 
-def render_tile(
+def _labelled(shapes: list[_Shape], values: np.ndarray) -> list[tuple[object, int]]:
+    return [(g, int(v)) for g, v in zip(shapes, values, strict=True) if g is not None]
+
+
+def _ones(shapes: list[_Shape]) -> list[tuple[object, int]]:
+    return [(g, 1) for g in shapes if g is not None]
+
+
+@dataclass
+class TileGround:
+    """What a tile shares across dates: its grid, the buildings reaching it, and the static ground layers.
+
+    Attributes:
+        col_m / row_m / width_m / height_m: the tile, metres from the scene's top-left corner.
+        w / h: tile size in 0.5 m pixels (without margin); the layers below include ``MARGIN`` pixels around.
+        xs / ys: pixel-centre coordinates; transform: the margin grid's affine transform.
+        sel / corners / heights / fp_lab: buildings reaching the tile, their footprints, heights and the
+            footprint label image (local index + 1) in the true frame.
+        big / fine / mid / coarse / fine2 / inner: noise layers; gx / gy: coordinate grids.
+        soil / asphalt / sidewalk / tree_col: colour layers ``[4, h, w]``; street / walk / trees: masks.
+    """
+
+    col_m: float
+    row_m: float
+    width_m: float
+    height_m: float
+    w: int
+    h: int
+    xs: np.ndarray
+    ys: np.ndarray
+    transform: Affine
+    sel: np.ndarray
+    corners: np.ndarray
+    heights: np.ndarray
+    fp_lab: np.ndarray
+    big: np.ndarray
+    fine: np.ndarray
+    mid: np.ndarray
+    coarse: np.ndarray
+    inner: np.ndarray
+    gx: np.ndarray
+    gy: np.ndarray
+    soil: np.ndarray
+    asphalt: np.ndarray
+    sidewalk: np.ndarray
+    tree_col: np.ndarray
+    street: np.ndarray
+    walk: np.ndarray
+    trees: np.ndarray
+
+
+def prepare_tile(
     layout: Layout,
-    truth: Truth,
     looks: BuildingLooks,
-    acq: Acquisition,
-    date_index: int,
     col_m: float,
     row_m: float,
     width_m: float,
     height_m: float,
     scene_key: int,
-    cloud_threshold: float,
-) -> TileResult:
-    """Render the tile whose top-left corner is ``(col_m, row_m)`` metres from the scene's top-left corner."""
+) -> TileGround:
+    """Compute the date-independent layers of the tile whose top-left corner is ``(col_m, row_m)`` metres
+    from the scene's top-left corner."""
     xmin, _, _, ymax = layout.bounds
     res = BASE_RES
     w, h = int(round(width_m / res)), int(round(height_m / res))
@@ -222,7 +312,6 @@ def render_tile(
     xs = x0 + (np.arange(wm) + 0.5) * res
     ys = y0 - (np.arange(hm) + 0.5) * res
     transform = Affine(res, 0, x0, 0, -res, y0)
-
     # buildings that can reach the tile (shadows and lean included)
     reach = looks.radius + layout.height * 3.5 + 4
     sel = np.flatnonzero(
@@ -231,61 +320,99 @@ def render_tile(
         & (layout.y + reach > y0 - hm * res)
         & (layout.y - reach < y0)
     )
+    corners = layout.corners(sel)
+    k = scene_key
+    big = fbm(xs, ys, 90.0, k + 1, octaves=3)
+    fine = value_noise(xs, ys, 0.5, k + 2)
+    mid = value_noise(xs, ys, 2.0, k + 3)
+    gx, gy = np.meshgrid(xs, ys)
+    sd = layout.streets.street_distance(gx, gy).astype(np.float32)
+    veg = fbm(xs, ys, 9.0, k + 4, octaves=3)
+    canopy = value_noise(xs, ys, 1.5, k + 5)
+    return TileGround(
+        col_m=col_m,
+        row_m=row_m,
+        width_m=width_m,
+        height_m=height_m,
+        w=w,
+        h=h,
+        xs=xs,
+        ys=ys,
+        transform=transform,
+        sel=sel,
+        corners=corners,
+        heights=layout.height[sel],
+        fp_lab=_burn(_labelled(_polys(corners), np.arange(len(sel)) + 1), (hm, wm), transform),
+        big=big,
+        fine=fine,
+        mid=mid,
+        coarse=0.6 * value_noise(xs, ys, 1.1, k + 6) + 0.4 * value_noise(xs, ys, 0.6, k + 8),
+        inner=value_noise(xs, ys, 0.75, k + 7),
+        gx=gx,
+        gy=gy,
+        soil=_SOIL[:, None, None] * (0.82 + 0.36 * big)[None] * (0.93 + 0.14 * fine)[None],
+        asphalt=_ASPHALT[:, None, None] * (0.92 + 0.16 * mid)[None] * (0.95 + 0.1 * fine)[None],
+        sidewalk=_SIDEWALK[:, None, None] * (0.95 + 0.1 * fine)[None],
+        tree_col=np.array([0.15, 0.27, 0.10, 0.45], np.float32)[:, None, None] * (0.7 + 0.6 * canopy)[None],
+        street=sd < 0,
+        walk=(sd >= 0) & (sd < 1.2),
+        trees=(veg > 0.66) & (sd > 0.8),
+    )
+
+
+def render_tile(
+    layout: Layout,
+    truth: Truth,
+    looks: BuildingLooks,
+    ground: TileGround,
+    acq: Acquisition,
+    date_index: int,
+    cloud_threshold: float,
+) -> TileResult:
+    """Render one date of a prepared tile."""
+    xmin, _, _, ymax = layout.bounds
+    res = BASE_RES
+    g = ground
+    col_m, row_m, width_m, height_m = g.col_m, g.row_m, g.width_m, g.height_m
+    w, h, xs, ys, transform = g.w, g.h, g.xs, g.ys, g.transform
+    hm, wm = h + 2 * MARGIN, w + 2 * MARGIN
+    sel, corners, heights = g.sel, g.corners, g.heights
+    fine, mid, gx, gy, trees = g.fine, g.mid, g.gx, g.gy, g.trees
     t = date_index
     state = np.where(t < truth.gap[sel], 0, np.where(t >= truth.destroyed_gap[sel], 2, 1))
     cleared = (state == 2) & (t >= truth.cleared_gap[sel])
     rebuilt = (state >= 1) & (t >= truth.rebuilt_gap[sel])
     standing = (state < 2) | rebuilt
-    corners = layout.corners(sel)
-    heights = layout.height[sel]
 
-    # ---- static ground ------------------------------------------------------------------------------
-    k = scene_key
-    big = fbm(xs, ys, 90.0, k + 1, octaves=3)
-    fine = value_noise(xs, ys, 0.5, k + 2)
-    mid = value_noise(xs, ys, 2.0, k + 3)
-    img = _SOIL[:, None, None] * (0.82 + 0.36 * big)[None] * (0.93 + 0.14 * fine)[None]
+    # ---- ground: soil greened by the season, streets, sidewalks, trees ------------------------------------
+    img = g.soil.copy()
     green = np.float32(acq.greenness)
-    img[3] *= 1 + 0.25 * green * big
+    img[3] *= 1 + 0.25 * green * g.big
     img[1] *= 1 + 0.04 * green
-    gx, gy = np.meshgrid(xs, ys)
-    sd = layout.streets.street_distance(gx, gy).astype(np.float32)
-    street = sd < 0
-    img = np.where(
-        street[None], _ASPHALT[:, None, None] * (0.92 + 0.16 * mid)[None] * (0.95 + 0.1 * fine)[None], img
-    )
-    walk = (sd >= 0) & (sd < 1.2)
-    img = np.where(walk[None], _SIDEWALK[:, None, None] * (0.95 + 0.1 * fine)[None], img)
-    veg = fbm(xs, ys, 9.0, k + 4, octaves=3)
-    trees = (veg > 0.66) & (sd > 0.8)
-    canopy = value_noise(xs, ys, 1.5, k + 5)
-    tree_col = np.array([0.15, 0.27, 0.10, 0.45], np.float32)[:, None, None] * (0.7 + 0.6 * canopy)[None]
+    img = np.where(g.street[None], g.asphalt, img)
+    img = np.where(g.walk[None], g.sidewalk, img)
+    tree_col = g.tree_col.copy()
     tree_col[3] *= 0.8 + 0.6 * green
     img = np.where(trees[None], tree_col, img)
 
+    # ---- strike craters on open ground: a dark pit in a ring of pale ejecta --------------------------------
+    cc = looks.craters.mean(axis=1)
+    shown = np.flatnonzero(
+        (looks.crater_gap <= t)
+        & (cc[:, 0] > xs[0] - 8)
+        & (cc[:, 0] < xs[-1] + 8)
+        & (cc[:, 1] > ys[-1] - 8)
+        & (cc[:, 1] < ys[0] + 8)
+    )
+    if len(shown):
+        rim = looks.craters[shown] * 1.6 - cc[shown, None, :] * 0.6
+        ejecta = _burn(_ones(_polys(rim)), (hm, wm), transform) > 0
+        img = np.where(ejecta[None], np.minimum(img * 1.15 + 0.05, 1.0), img)
+        pit = _burn(_ones(_polys(looks.craters[shown])), (hm, wm), transform) > 0
+        img = np.where(pit[None], _SOIL[:, None, None] * (0.25 + 0.25 * fine)[None], img)
+
     # ---- vehicles (different every date) ------------------------------------------------------------
-    vrng = np.random.default_rng([acq.key, int(col_m), int(row_m)])
-    n_cand = int(wm * hm * res * res / 60)
-    cand = np.column_stack([vrng.uniform(xs[0], xs[-1], n_cand), vrng.uniform(ys[-1], ys[0], n_cand)])
-    u, v = layout.streets.to_grid(cand[:, 0], cand[:, 1])
-    csd = layout.streets.street_distance(cand[:, 0], cand[:, 1])
-    keep = (csd < -0.9) & (csd > -3.6) & (vrng.random(n_cand) < 0.3)
-    cand = cand[keep]
-    if len(cand):
-        # orient along the street: across-u distance small means the street runs along v
-        du = np.min(np.abs(u[keep][:, None] - layout.streets.u_lines[None, :]), axis=1)
-        dv = np.min(np.abs(v[keep][:, None] - layout.streets.v_lines[None, :]), axis=1)
-        ang = layout.streets.theta + np.where(du < dv, np.pi / 2, 0.0)
-        base = np.array([[-2.2, -0.9], [2.2, -0.9], [2.2, 0.9], [-2.2, 0.9]])
-        rot = np.stack([np.cos(ang), -np.sin(ang), np.sin(ang), np.cos(ang)], axis=-1).reshape(-1, 2, 2)
-        cars = np.einsum("kj,nij->nki", base, rot) + cand[:, None, :]
-        colour_idx = vrng.integers(0, len(_CAR_COLOURS), len(cars))
-        sv = np.array(acq.shadow_vector())
-        car_shadow = _burn([(g, 1) for g in _polys(cars + sv * 1.5)], (hm, wm), transform) > 0
-        img = np.where(car_shadow[None], img * 0.5, img)
-        lab = _burn(_labelled(_polys(cars), np.arange(len(cars)) + 1), (hm, wm), transform)
-        m = lab > 0
-        img[:, m] = _CAR_COLOURS[colour_idx[lab[m] - 1]].T * (0.9 + 0.2 * fine[m])
+    img = _vehicles(img, layout, acq, g)
 
     # ---- shadows: rubble heaps cast short ones first, so the rubble drawn next is not self-shadowed ------
     sv = np.array(acq.shadow_vector())
@@ -294,7 +421,7 @@ def render_tile(
     strength = np.float32(0.38 + 0.12 * (acq.haze > 0.1))
     if rubble_on.any():
         r = looks.rubble[sel[rubble_on]]
-        low = _burn([(g, 1) for g in _hulls(r, r + 1.3 * sv)], (hm, wm), transform) > 0
+        low = _burn(_ones(_hulls(r, r + 1.3 * sv)), (hm, wm), transform) > 0
         img = np.where(low[None], img * strength * _SHADOW_TINT[:, None, None], img)
 
     # ---- rubble, cleared lots and debris (on the ground) ----------------------------------------------
@@ -302,7 +429,7 @@ def render_tile(
         lab = _burn(_labelled(_polys(looks.rubble[sel[rubble_on]]), ids[rubble_on]), (hm, wm), transform)
         m = lab > 0
         r_fine, r_mid = fine[m], mid[m]
-        coarse = 0.6 * value_noise(xs, ys, 1.1, k + 6)[m] + 0.4 * value_noise(xs, ys, 0.6, k + 8)[m]
+        coarse = g.coarse[m]
         base_col = looks.roof[sel[lab[m] - 1]].T
         rub = base_col * (0.55 + 0.6 * r_fine) * (0.8 + 0.3 * r_mid)
         rub = np.where(coarse < 0.36, rub * 0.4, rub)  # voids and gaps between collapsed slabs
@@ -322,14 +449,14 @@ def render_tile(
         n_chunks = chunks.shape[1]
         keep_chunk = np.arange(n_chunks)[None, :] < np.ceil(truth.damage_fraction[sel[damaged]] * 10)[:, None]
         geoms = _polys(chunks[keep_chunk])
-        lab = _burn([(g, 1) for g in geoms], (hm, wm), transform) > 0
+        lab = _burn(_ones(geoms), (hm, wm), transform) > 0
         img = np.where(lab[None], np.float32(0.5) * (0.7 + 0.6 * fine)[None] * np.float32(1.1), img)
 
     # ---- shadows of standing buildings and trees -----------------------------------------------------
     shapes: list[tuple[object, int]] = []
     if standing.any():
         c = corners[standing]
-        shapes += [(g, 1) for g in _hulls(c, c + (heights[standing, None, None] * sv))]
+        shapes += _ones(_hulls(c, c + (heights[standing, None, None] * sv)))
     tree_shadow = ndimage.shift(trees.astype(np.float32), (-sv[1] * 4 / res, sv[0] * 4 / res), order=0) > 0.5
     shade = (_burn(shapes, (hm, wm), transform) > 0) | (tree_shadow & ~trees)
     img = np.where(shade[None], img * strength * _SHADOW_TINT[:, None, None], img)
@@ -343,7 +470,8 @@ def render_tile(
         top = base + lean
         wall_lab = _burn(_labelled(_hulls(base, top), ids[idx]), (hm, wm), transform)
         roof_lab = _burn(_labelled(_polys(top), ids[idx]), (hm, wm), transform)
-        roof_col = np.where(rebuilt[:, None], looks.new_roof[sel], looks.roof[sel])
+        renewed = rebuilt | (t >= looks.reroof_gap[sel])
+        roof_col = np.where(renewed[:, None], looks.new_roof[sel], looks.roof[sel])
         sunlit = float(np.dot(lv, -sv)) > 0
         m = (wall_lab > 0) & (roof_lab == 0)
         img[:, m] = roof_col[wall_lab[m] - 1].T * np.float32(0.78 if sunlit else 0.5) * (0.95 + 0.1 * fine[m])
@@ -383,7 +511,7 @@ def render_tile(
             img[:, m] *= np.float32(0.55) * (0.8 + 0.4 * mid[m])
             hole_lab = _burn(_labelled(_polys(holes), ids[j]), (hm, wm), transform)
             m = (hole_lab > 0) & (hole_lab == roof_lab)
-            inner = value_noise(xs, ys, 0.75, k + 7)[m]
+            inner = g.inner[m]
             img[:, m] = (
                 np.float32(0.42)
                 * (0.25 + 0.9 * inner * fine[m])[None]
@@ -393,8 +521,7 @@ def render_tile(
     illum = np.float32(0.78 + 0.3 * np.sin(np.radians(acq.sun_elevation)))
     img *= illum
 
-    # ---- footprint labels for the truth counts (true frame, before misregistration) -----------------
-    fp_lab = _burn(_labelled(_polys(corners), ids), (hm, wm), transform)
+    fp_lab = g.fp_lab
 
     # ---- misregistration, then the date's own grid ---------------------------------------------------
     dx, dy = acq.shift_px
@@ -413,6 +540,70 @@ def render_tile(
     ox = xmin + col_m + (np.arange(ow) + 0.5) * out_res
     oy = ymax - row_m - (np.arange(oh) + 0.5) * out_res
 
+    image, cloud_mask, nodata = _atmosphere_and_sensor(
+        img, layout, acq, ox, oy, cloud_threshold, col_m, row_m
+    )
+
+    counts = np.bincount(fp_lab.ravel(), minlength=len(sel) + 1)[1:]
+    cloud_counts = np.bincount(fp_lab[cloud_mask > 0], minlength=len(sel) + 1)[1:]
+    nodata_counts = np.bincount(fp_lab[nodata], minlength=len(sel) + 1)[1:]
+    present = counts > 0
+    return TileResult(
+        image=image,
+        cloud=cloud_mask,
+        building_index=sel[present],
+        pixels=counts[present],
+        cloud_pixels=cloud_counts[present],
+        nodata_pixels=nodata_counts[present],
+    )
+
+
+def _vehicles(img: np.ndarray, layout: Layout, acq: Acquisition, g: TileGround) -> np.ndarray:
+    """Parked and moving cars along the street edges, new positions on every date, with their shadows."""
+    xs, ys, transform, fine = g.xs, g.ys, g.transform, g.fine
+    hm, wm = len(ys), len(xs)
+    res = BASE_RES
+    col_m, row_m = g.col_m, g.row_m
+    vrng = np.random.default_rng([acq.key, int(col_m), int(row_m)])
+    n_cand = int(wm * hm * res * res / 60)
+    cand = np.column_stack([vrng.uniform(xs[0], xs[-1], n_cand), vrng.uniform(ys[-1], ys[0], n_cand)])
+    u, v = layout.streets.to_grid(cand[:, 0], cand[:, 1])
+    csd = layout.streets.street_distance(cand[:, 0], cand[:, 1])
+    keep = (csd < -0.9) & (csd > -3.6) & (vrng.random(n_cand) < 0.3)
+    cand = cand[keep]
+    if len(cand):
+        # orient along the street: across-u distance small means the street runs along v
+        du = np.min(np.abs(u[keep][:, None] - layout.streets.u_lines[None, :]), axis=1)
+        dv = np.min(np.abs(v[keep][:, None] - layout.streets.v_lines[None, :]), axis=1)
+        ang = layout.streets.theta + np.where(du < dv, np.pi / 2, 0.0)
+        base = np.array([[-2.2, -0.9], [2.2, -0.9], [2.2, 0.9], [-2.2, 0.9]])
+        rot = np.stack([np.cos(ang), -np.sin(ang), np.sin(ang), np.cos(ang)], axis=-1).reshape(-1, 2, 2)
+        cars = np.einsum("kj,nij->nki", base, rot) + cand[:, None, :]
+        colour_idx = vrng.integers(0, len(_CAR_COLOURS), len(cars))
+        sv = np.array(acq.shadow_vector())
+        car_shadow = _burn(_ones(_polys(cars + sv * 1.5)), (hm, wm), transform) > 0
+        img = np.where(car_shadow[None], img * 0.5, img)
+        lab = _burn(_labelled(_polys(cars), np.arange(len(cars)) + 1), (hm, wm), transform)
+        m = lab > 0
+        img[:, m] = _CAR_COLOURS[colour_idx[lab[m] - 1]].T * (0.9 + 0.2 * fine[m])
+    return img
+
+
+def _atmosphere_and_sensor(
+    img: np.ndarray,
+    layout: Layout,
+    acq: Acquisition,
+    ox: np.ndarray,
+    oy: np.ndarray,
+    cloud_threshold: float,
+    col_m: float,
+    row_m: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Haze, clouds and their shadows, then the sensor: colour balance, blur, noise, swath edge, uint8.
+
+    Returns the image ``[bands, h, w]``, the cloud mask (255 = cloud) and the nodata mask, on the output grid.
+    """
+    oh, ow = len(oy), len(ox)
     # ---- atmosphere: haze, clouds and cloud shadows --------------------------------------------------
     haze = np.float32(acq.haze) * (0.5 + fbm(ox, oy, 400.0, acq.key * 3 + 1, octaves=2))
     img = img * (1 - haze)[None] + haze[None] * _HAZE[:, None, None]
@@ -439,19 +630,7 @@ def render_tile(
         nodata = _swath_mask(layout, acq, ox, oy)
         image[:, nodata] = 0
     cloud_mask = np.where((cloud > 0.5) & ~nodata, 255, 0).astype(np.uint8)
-
-    counts = np.bincount(fp_lab.ravel(), minlength=len(sel) + 1)[1:]
-    cloud_counts = np.bincount(fp_lab[cloud_mask > 0], minlength=len(sel) + 1)[1:]
-    nodata_counts = np.bincount(fp_lab[nodata], minlength=len(sel) + 1)[1:]
-    present = counts > 0
-    return TileResult(
-        image=image,
-        cloud=cloud_mask,
-        building_index=sel[present],
-        pixels=counts[present],
-        cloud_pixels=cloud_counts[present],
-        nodata_pixels=nodata_counts[present],
-    )
+    return image, cloud_mask, nodata
 
 
 def _cloud_field(x: np.ndarray, y: np.ndarray, key: int) -> np.ndarray:

@@ -28,7 +28,8 @@ def scenario(
     console.print(
         f"[green]wrote[/] {summary.out}: {c['buildings']} buildings ({c['unosat']} UNOSAT, "
         f"{c['intact_added']} added intact), {c['dates']} dates, "
-        f"{c['final_damaged']} damaged / {c['final_destroyed']} destroyed, in {summary.seconds:.1f} s"
+        f"{c['final_damaged']} damaged / {c['final_destroyed']} destroyed, in {summary.seconds:.1f} s, "
+        f"peak memory {summary.peak_rss_mb:.0f} MB"
     )
 
 

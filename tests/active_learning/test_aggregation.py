@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Literal
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from active_learning.aggregation import GapDawidSkene, ModelEmissions
+from active_learning.aggregation import GapDawidSkene, GapWitness, ModelEmissions
 from active_learning.errors import AggregationError, AnnotationTableError
 from active_learning.schema import Annotation, State, annotations_to_table
 from active_learning.volunteers import BuildingTruth
@@ -139,3 +140,76 @@ def test_warns_when_not_converged(crowd_table) -> None:
     with pytest.warns(RuntimeWarning, match="did not converge"):
         fit = GapDawidSkene(n_iter=1).fit(crowd_table, N_DATES)
     assert not fit.converged_
+
+
+@pytest.mark.parametrize("review_model", ["shift", "per_date"])
+def test_both_review_models_learn_an_inverter_and_clamp_gold(
+    review_model: Literal["shift", "per_date"], crowd_table, truths
+) -> None:
+    fit = GapDawidSkene(review_model=review_model).fit(crowd_table, N_DATES)
+    assert fit.converged_
+    np.testing.assert_allclose(fit.gap_probs_.sum(axis=1), 1.0, atol=1e-9)
+    for t in truths[:20]:
+        assert fit.gap_probs_[fit.index_of([t.building_id])[0], t.true_gap] > 0
+
+
+def test_shift_model_beats_the_per_date_model_when_people_misplace_the_change(crowd_table, truths) -> None:
+    truth = np.array([t.true_gap for t in truths[20:]])
+    ids = [t.building_id for t in truths[20:]]
+    models: tuple[Literal["shift", "per_date"], ...] = ("shift", "per_date")
+    acc = {
+        m: float(
+            (GapDawidSkene(review_model=m).fit(crowd_table, N_DATES).predict().reindex(ids) == truth).mean()
+        )
+        for m in models
+    }
+    assert acc["shift"] > acc["per_date"]
+
+
+def test_a_volunteer_who_is_always_two_images_late_is_learned_as_such() -> None:
+    rng = np.random.default_rng(5)
+    rows = []
+    for b in range(80):
+        gap = int(rng.integers(0, N_DATES - 2))
+        for v in range(3):
+            rows.append(Annotation(f"b{b}", f"honest{v}", "simulated", path(gap), WHEN, f"h{b}-{v}"))
+        rows.append(Annotation(f"b{b}", "late", "simulated", path(gap + 2), WHEN, f"l{b}"))
+    fit = GapDawidSkene().fit(annotations_to_table(rows), N_DATES)
+    weights = dict(
+        zip(fit.kernel_names_, fit.kernel_weights_[0, list(fit.volunteer_ids_).index("late")], strict=False)
+    )
+    assert weights["late_2"] > 0.7
+    honest = dict(
+        zip(
+            fit.kernel_names_, fit.kernel_weights_[0, list(fit.volunteer_ids_).index("honest0")], strict=False
+        )
+    )
+    assert honest["exact"] > 0.7
+    # and the late volunteer's answers are read back two images earlier: alone, it still dates the building
+    alone = [Annotation("x", "late", "simulated", path(5), WHEN, "x1")]
+    table = pd.concat([annotations_to_table(rows), annotations_to_table(alone)], ignore_index=True)
+    refit = GapDawidSkene().fit(table, N_DATES)
+    assert refit.map_gap_[refit.index_of(["x"])[0]] == 3
+
+
+def test_difficulty_levels_give_a_distribution_per_building(crowd_table) -> None:
+    fit = GapDawidSkene(difficulty_levels=2).fit(crowd_table, N_DATES)
+    assert fit.kernel_weights_.shape[0] == 2
+    np.testing.assert_allclose(fit.difficulty_probs_.sum(axis=1), 1.0, atol=1e-9)
+    np.testing.assert_allclose(fit.gap_probs_.sum(axis=1), 1.0, atol=1e-9)
+
+
+def test_gap_witness_moves_the_posterior_and_bad_ones_are_refused() -> None:
+    rows = [Annotation("b1", "v1", "simulated", (IN, IN, N, N, N, N, D, D), WHEN, "a")]
+    table = annotations_to_table(rows)
+    scores = np.full((1, N_DATES + 1), np.log(0.01))
+    scores[0, 4] = np.log(0.9)
+    both = GapDawidSkene().fit(table, N_DATES, gap_witness=GapWitness(("b1",), scores, version="cp@0"))
+    assert both.map_gap_[0] == 4
+    assert both.model_version_ == "cp@0"
+    with pytest.raises(AggregationError, match="gaps"):
+        GapDawidSkene().fit(table, N_DATES, gap_witness=GapWitness(("b1",), np.zeros((1, 3))))
+    with pytest.raises(AggregationError, match="NaN"):
+        GapWitness(("b1",), np.full((1, N_DATES + 1), np.nan))
+    with pytest.raises(AggregationError, match="review_model"):
+        GapDawidSkene(review_model="votes").fit(table, N_DATES)  # type: ignore[arg-type]

@@ -1,4 +1,4 @@
-"""The aggregation benchmark's baselines are computed the way they are documented."""
+"""The aggregation benchmark's baselines, upper bound and witness tempering work as documented."""
 
 from __future__ import annotations
 
@@ -6,8 +6,21 @@ import datetime as dt
 
 import numpy as np
 
+from active_learning.aggregation import GapDawidSkene, GapWitness
 from active_learning.schema import Annotation, State, annotations_to_table
-from experiments.benchmarks.aggregation import _tie_middle, majority_of_gaps, majority_vote
+from active_learning.volunteers import (
+    VolunteerPool,
+    simulate_annotations,
+    simulate_expert_annotations,
+    synthetic_truths,
+)
+from experiments.benchmarks.aggregation import (
+    _tie_middle,
+    majority_of_gaps,
+    majority_vote,
+    oracle_log_likelihood,
+    witness_weight_from_gold,
+)
 
 IN, D, N = State.INTACT, State.DAMAGED, State.NOT_VISIBLE
 WHEN = dt.datetime(2024, 5, 1, tzinfo=dt.UTC)
@@ -27,3 +40,29 @@ def test_majority_vote_fits_a_monotone_gap() -> None:
     table = annotations_to_table(rows)
     assert majority_vote(table, ["b", "c", "none"], 4).tolist()[:2] == [2, 4]
     assert majority_of_gaps(table, ["b", "c", "none"], 4).tolist() == [2, 4, 4]
+
+
+def test_oracle_upper_bound_is_at_least_as_good_as_the_aggregators() -> None:
+    truths = list(synthetic_truths(200, 8, seed=3))
+    pool = VolunteerPool.create(25, seed=3)
+    crowd = simulate_annotations(truths, pool, 3, seed=3)
+    table = annotations_to_table(crowd)
+    ids = [t.building_id for t in truths]
+    truth = np.array([t.true_gap for t in truths])
+    prior = np.log(np.bincount(truth, minlength=9) + 0.5)
+    oracle = (oracle_log_likelihood(truths, crowd, pool) + prior).argmax(axis=1)
+    ours = GapDawidSkene().fit(table, 8, building_ids=ids).predict().reindex(ids).to_numpy()
+    mv = majority_vote(table, ids, 8)
+    assert (oracle == truth).mean() >= (ours == truth).mean() >= (mv == truth).mean()
+
+
+def test_witness_weight_is_tempered_on_gold_only() -> None:
+    truths = list(synthetic_truths(60, 8, seed=4))
+    gold = simulate_expert_annotations(truths, seed=4)
+    truth = np.array([t.true_gap for t in truths])
+    ids = tuple(t.building_id for t in truths)
+    sharp_right = np.where(np.arange(9)[None, :] == truth[:, None], 0.0, -30.0)
+    assert witness_weight_from_gold(GapWitness(ids, sharp_right), gold) == 1.0
+    wrong = np.roll(sharp_right, 1, axis=0)  # confidently wrong on most buildings
+    mixed = np.where(np.arange(60)[:, None] % 3 == 0, wrong, sharp_right)
+    assert witness_weight_from_gold(GapWitness(ids, mixed), gold) < 0.5

@@ -31,7 +31,8 @@ def test_dates_are_irregular_fixed_at_the_unosat_ends_and_denser_in_the_battle()
 def test_layout_sizes_and_a_contiguous_area(points, name: str) -> None:
     preset = PRESETS[name]
     layout = build_layout(points, preset, np.random.default_rng(7))
-    assert (layout.source == "unosat").sum() == preset.damage_points
+    assert preset.damage_points is not None
+    assert 0.95 * preset.damage_points <= (layout.source == "unosat").sum() <= preset.damage_points
     assert 0.7 * preset.damage_points <= (layout.source == "intact").sum() <= 1.05 * preset.damage_points
     assert len(set(layout.ids)) == len(layout)
     xmin, ymin, xmax, ymax = layout.bounds
@@ -39,12 +40,12 @@ def test_layout_sizes_and_a_contiguous_area(points, name: str) -> None:
     assert corners[..., 0].min() >= xmin and corners[..., 0].max() <= xmax
     assert corners[..., 1].min() >= ymin and corners[..., 1].max() <= ymax
     assert (xmax - xmin) % 3 == 0 and (ymax - ymin) % 3 == 0
-    assert layout.area_m2.min() >= 20
+    assert layout.area_m2.min() >= 12  # the smallest are 4 m sheds: hard, but still 50+ pixels
 
 
-def test_city_takes_every_unosat_point(points) -> None:
+def test_city_takes_every_distinct_unosat_point(points) -> None:
     layout = build_layout(points, get_preset("city"), np.random.default_rng(0))
-    assert (layout.source == "unosat").sum() == len(points)
+    assert 0.99 * len(points) <= (layout.source == "unosat").sum() <= len(points)
     assert len(layout) > 24000
 
 

@@ -25,7 +25,7 @@ def test_auc_matches_pairwise_definition(rng: np.random.Generator) -> None:
     positive = rng.random(30) < 0.4
     pairs = [
         1.0 if a > b else 0.5 if a == b else 0.0
-        for (a, pa), (b, pb) in itertools.product(zip(score, positive), repeat=2)
+        for (a, pa), (b, pb) in itertools.product(zip(score, positive, strict=False), repeat=2)
         if pa and not pb
     ]
     assert auc_score(score, positive) == pytest.approx(np.mean(pairs))

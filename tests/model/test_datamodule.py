@@ -25,7 +25,9 @@ def test_one_block_cannot_be_split() -> None:
         split_by_blocks(["a"] * 5, 0.2, seed=0)
 
 
-def test_label_csv_round_trip_for_intervals_and_soft_targets(rng: np.random.Generator, tmp_path: Path) -> None:
+def test_label_csv_round_trip_for_intervals_and_soft_targets(
+    rng: np.random.Generator, tmp_path: Path
+) -> None:
     arrays, gaps = synthetic_chips(rng, n=8, n_dates=4, size=8)
     labels = exact_labels(arrays, gaps)
     back = GapLabels.read_csv(labels.write_csv(tmp_path / "labels.csv", arrays.dates), arrays.dates)
@@ -83,7 +85,9 @@ def test_labels_naming_unknown_buildings_are_refused(rng: np.random.Generator) -
 def test_cache_from_another_scenario_is_refused(rng: np.random.Generator, tmp_path: Path) -> None:
     arrays, gaps = synthetic_chips(rng, n=6, n_dates=3, size=8)
     cache = write_cache(arrays, tmp_path / "cache")
-    data = ChipDataModule(cache=str(cache), gap_labels=exact_labels(arrays, gaps), expected_fingerprint="f" * 64)
+    data = ChipDataModule(
+        cache=str(cache), gap_labels=exact_labels(arrays, gaps), expected_fingerprint="f" * 64
+    )
     with pytest.raises(DataMismatchError, match="fingerprint"):
         data.setup("fit")
 
@@ -110,10 +114,22 @@ def test_datamodule_reads_cache_and_csv_and_batches(rng: np.random.Generator, tm
 def test_audit_gaps_from_truth_csv(rng: np.random.Generator, tmp_path: Path) -> None:
     arrays, gaps = synthetic_chips(rng, n=5, n_dates=3, size=8)
     path = tmp_path / "truth.csv"
-    path.write_text("building_id,true_gap\n" + "".join(f"{b},{g}\n" for b, g in zip(arrays.building_ids, gaps)))
+    path.write_text(
+        "building_id,true_gap\n"
+        + "".join(f"{b},{g}\n" for b, g in zip(arrays.building_ids, gaps, strict=False))
+    )
     rows, got = read_audit_gaps(path, arrays)
     np.testing.assert_array_equal(rows, np.arange(5))
     np.testing.assert_array_equal(got, gaps)
     path.write_text("building_id,true_gap\nB000,9\n")
     with pytest.raises(DataMismatchError, match="true_gap values 9..9"):
         read_audit_gaps(path, arrays)
+
+
+def test_label_noise_floors_soft_rows_only() -> None:
+    soft = GapLabels.from_soft(["a"], np.array([[1.0, 0.0, 0.0]]))
+    np.testing.assert_allclose(soft.with_label_noise(0.3).target, [[0.8, 0.1, 0.1]])
+    interval = GapLabels.from_intervals(["b"], [0], [1], n_dates=2)
+    np.testing.assert_array_equal(interval.with_label_noise(0.3).target, interval.target)
+    with pytest.raises(LabelError, match="label_noise must be in"):
+        soft.with_label_noise(1.0)

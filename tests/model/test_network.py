@@ -28,7 +28,9 @@ def test_output_shapes_and_normalised_posterior(rng: np.random.Generator) -> Non
     net = DatingNetwork(NetworkConfig(input_size=16)).eval()
     batch = _batch(rng)
     out = net(batch["chips"], batch["mask"], batch["valid"], batch["days"])
-    assert out.log_intact.shape == (4, 5) and out.gap_loglik.shape == (4, 6) and out.grade_logits.shape == (4, 2)
+    assert (
+        out.log_intact.shape == (4, 5) and out.gap_loglik.shape == (4, 6) and out.grade_logits.shape == (4, 2)
+    )
     torch.testing.assert_close(out.log_intact.exp() + out.log_damaged.exp(), torch.ones(4, 5))
     torch.testing.assert_close(gap_posterior(out.gap_loglik).exp().sum(-1), torch.ones(4))
 
@@ -64,11 +66,18 @@ def test_unknown_temporal_model_is_a_clear_error() -> None:
         DatingNetwork(NetworkConfig(temporal="lstm"))
 
 
-def test_wrong_band_count_is_a_clear_error(rng: np.random.Generator) -> None:
-    net = DatingNetwork(NetworkConfig(in_channels=3, input_size=16))
+def test_too_few_bands_is_a_clear_error_and_extra_bands_are_ignored(rng: np.random.Generator) -> None:
     batch = _batch(rng)
     with pytest.raises(ModelConfigError, match="chips have 4 bands"):
-        net(batch["chips"], batch["mask"], batch["valid"], batch["days"])
+        DatingNetwork(NetworkConfig(in_channels=5, input_size=16))(
+            batch["chips"], batch["mask"], batch["valid"], batch["days"]
+        )
+    torch.manual_seed(0)
+    rgb = DatingNetwork(NetworkConfig(in_channels=3, input_size=16)).eval()
+    before = rgb(batch["chips"], batch["mask"], batch["valid"], batch["days"]).gap_loglik
+    batch["chips"][:, :, 3] = 0  # an RGB-only sensor: NIR missing
+    after = rgb(batch["chips"], batch["mask"], batch["valid"], batch["days"]).gap_loglik
+    torch.testing.assert_close(before, after)
 
 
 def test_resnet18_backbone_runs_without_weights(rng: np.random.Generator) -> None:

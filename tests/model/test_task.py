@@ -25,13 +25,20 @@ def _one_thread() -> Iterator[None]:
     torch.set_num_threads(before)
 
 
-def test_interval_loss_marginalises_and_soft_loss_is_cross_entropy() -> None:
+def test_interval_loss_marginalises_and_soft_loss_is_the_label_likelihood() -> None:
     log_post = torch.log(torch.tensor([[0.1, 0.2, 0.3, 0.4], [0.1, 0.2, 0.3, 0.4]]))
-    target = torch.tensor([[0.0, 1.0, 1.0, 0.0], [0.5, 0.5, 0.0, 0.0]])
+    target = torch.tensor([[0.0, 1.0, 1.0, 0.0], [0.75, 0.25, 0.0, 0.0]])
     interval = torch.tensor([True, False])
     nll = gap_nll(log_post, target, interval)
     torch.testing.assert_close(nll[0], -torch.log(torch.tensor(0.5)))
-    torch.testing.assert_close(nll[1], -(0.5 * np.log(0.1) + 0.5 * np.log(0.2)) * torch.ones(()))
+    torch.testing.assert_close(nll[1], -torch.log(torch.tensor(0.75 * 0.1 + 0.25 * 0.2)))
+
+
+def test_soft_label_loss_is_minimised_by_a_sharp_posterior_on_the_likely_gap() -> None:
+    target = torch.tensor([[0.6, 0.4, 0.0]])
+    sharp = torch.log(torch.tensor([[1.0 - 2e-6, 1e-6, 1e-6]]))
+    copy = torch.log(torch.tensor([[0.6, 0.4, 1e-6]]))
+    assert gap_nll(sharp, target) < gap_nll(copy, target)
 
 
 def _trainer(epochs: int) -> L.Trainer:
@@ -92,3 +99,13 @@ def test_temperature_scales_confidence_but_not_the_map(rng: np.random.Generator)
     hot = task.mc_predict(batch, 1)["probs"]
     assert torch.equal(cold.argmax(-1), hot.argmax(-1))
     assert (hot.max(-1).values <= cold.max(-1).values + 1e-6).all()
+
+
+def test_temperature_fit_over_mc_samples_matches_single_sample_case() -> None:
+    gen = torch.Generator().manual_seed(1)
+    loglik = 3.0 * torch.randn(500, 5, generator=gen, dtype=torch.float64)
+    gaps = torch.multinomial(gap_posterior(loglik / 2.0).exp(), 1, generator=gen).squeeze(1)
+    target = torch.nn.functional.one_hot(gaps, 5).double()
+    flat = fit_temperature(loglik, target, torch.zeros(500, dtype=torch.bool))
+    stacked = fit_temperature(loglik[None].repeat(3, 1, 1), target, torch.zeros(500, dtype=torch.bool))
+    assert flat == pytest.approx(stacked, rel=1e-6)

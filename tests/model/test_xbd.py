@@ -77,11 +77,15 @@ def test_import_writes_an_ingestible_two_date_timeline(xbd_root: Path, tmp_path:
     footprints = gpd.read_file(scene.folder / "footprints.gpkg", layer="buildings")
     assert sorted(footprints["id"]) == ["a1", "b2", "c3", "d4"]
     assert footprints.geometry.iloc[0].area == pytest.approx(36.0, rel=0.02)  # 12 px * 0.5 m squared
-    labels = pd.read_csv(scene.folder / "labels.csv", dtype=str, keep_default_na=False).set_index("building_id")
+    labels = pd.read_csv(scene.folder / "labels.csv", dtype=str, keep_default_na=False).set_index(
+        "building_id"
+    )
     assert labels.loc["a1"].to_dict() == {"last_intact": "2017-09-01", "first_damaged": "", "grade": ""}
     assert labels.loc["b2", "grade"] == "destroyed" and labels.loc["c3", "grade"] == "damaged"
 
-    stack = ingest(scene.folder, scene.folder / "footprints.gpkg", tmp_path / "cache", IngestParams(chip_size=16))
+    stack = ingest(
+        scene.folder, scene.folder / "footprints.gpkg", tmp_path / "cache", IngestParams(chip_size=16)
+    )
     assert set(stack.building_ids) == {"a1", "b2", "c3", "d4"} and len(stack.dates) == 2
     gap = GapLabels.read_csv(scene.folder / "labels.csv", stack.dates)
     np.testing.assert_array_equal(gap.hard_gap(), [2, 1, 1])
