@@ -12,20 +12,16 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
-import numpy as np
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from experiments.plots import plot_chip_stacks
 from experiments.scenario import generate, load_truth
 from experiments.scenario.preview import write_preview
-from model.chips import ChipStack, ingest
+from model.chips import ingest
 
-__all__ = ["DemoSummary", "plot_chip_stacks", "run_demo"]
+__all__ = ["DemoSummary", "run_demo"]
 
 
 @dataclass(frozen=True)
@@ -45,45 +41,6 @@ class DemoSummary:
     chip_cache: str
     preview_png: str
     chips_png: str
-
-
-def plot_chip_stacks(stack: ChipStack, true_gaps: dict[str, int], png: Path, n_buildings: int = 6) -> Path:
-    """Plot the RGB chips of a few buildings across all dates; the true destruction gap is drawn as a red line.
-
-    Picks buildings destroyed mid-timeline first, so the change is visible in the figure.
-    """
-    n_dates = len(stack.dates)
-    mid = [b for b in stack.building_ids if 2 <= true_gaps.get(b, -1) <= n_dates - 2]
-    rest = [b for b in stack.building_ids if b not in set(mid)]
-    chosen = (mid + rest)[:n_buildings]
-    fig, axes = plt.subplots(len(chosen), n_dates, figsize=(1.1 * n_dates, 1.2 * len(chosen)), squeeze=False)
-    for row, building_id in enumerate(chosen):
-        i = stack.index(building_id)
-        gap = true_gaps.get(building_id)
-        for t in range(n_dates):
-            ax = axes[row, t]
-            rgb = np.moveaxis(np.asarray(stack.chips[i, t, :3]), 0, -1)
-            ax.imshow(rgb, interpolation="nearest")
-            ax.contour(np.asarray(stack.mask[i]) > 0, levels=[0.5], colors="yellow", linewidths=0.5)
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if stack.valid[i, t] < 0.5:
-                ax.set_facecolor("black")
-                ax.text(0.5, 0.5, "invalid", color="white", ha="center", va="center", transform=ax.transAxes)
-            if gap is not None and t == gap:
-                for side in ("left",):
-                    ax.spines[side].set_color("red")
-                    ax.spines[side].set_linewidth(3)
-            if row == 0:
-                ax.set_title(stack.dates[t].isoformat(), fontsize=6)
-            if t == 0:
-                ax.set_ylabel(f"{building_id}\ngap {gap}", fontsize=6)
-    fig.suptitle("Chip stacks (yellow: footprint; red edge: first date damaged in truth)", fontsize=8)
-    fig.tight_layout()
-    png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(png, dpi=110)
-    plt.close(fig)
-    return png
 
 
 def run_demo(
@@ -122,7 +79,7 @@ def run_demo(
     table_ = truth.buildings if "building_id" in truth.buildings.columns else truth.buildings.reset_index()
     true_gaps = dict(zip(table_["building_id"].astype(str), table_["true_gap"].astype(int), strict=True))
     preview = write_preview(scenario_dir, root / "preview.png")
-    chips_png = plot_chip_stacks(stack, true_gaps, root / "chips.png")
+    chips_png = plot_chip_stacks(stack, root / "chips.png", true_gaps)
     n_dates = len(stack.dates)
     summary = DemoSummary(
         preset=preset,

@@ -21,8 +21,6 @@ JSON and logged to MLflow with the figures.
 
 from __future__ import annotations
 
-import argparse
-import json
 import multiprocessing
 import resource
 import shutil
@@ -33,12 +31,13 @@ from typing import Any
 import numpy as np
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
+from experiments.benchmarks.report import benchmark_parser, report
+from experiments.plots import plot_chip_stacks
 from model.buildings import read_footprints
 from model.chips import ChipStack, IngestParams, ingest
 
-__all__ = ["ensure_scenario", "main", "preview", "run"]
+__all__ = ["ensure_scenario", "main", "run"]
 
 WORK = Path(".work")
 SUBSET = {"tiny": 30, "district": 300, "city": 500}
@@ -201,98 +200,30 @@ def run(
     }
 
 
-def preview(cache: Path, out: Path, n_buildings: int = 6) -> Path:
-    """PNG of a few buildings (rows) across all dates (columns), RGB with the footprint outline and validity."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    stack = ChipStack.open(cache)
-    picks = np.linspace(0, len(stack) - 1, num=min(n_buildings, len(stack))).round().astype(int)
-    t = len(stack.dates)
-    fig, axes = plt.subplots(len(picks), t, figsize=(1.3 * t, 1.4 * len(picks)), squeeze=False)
-    for r, i in enumerate(picks):
-        for c in range(t):
-            ax = axes[r][c]
-            ax.imshow(np.moveaxis(np.asarray(stack.chips[i, c, :3]), 0, -1))
-            ax.contour(np.asarray(stack.mask[i]) > 0, levels=[0.5], colors="yellow", linewidths=0.6)
-            ax.set_xticks([])
-            ax.set_yticks([])
-            ax.set_title(f"valid {stack.valid[i, c]:.2f}", fontsize=6)
-            if c == 0:
-                ax.set_ylabel(stack.building_ids[i], fontsize=7)
-            if r == len(picks) - 1:
-                ax.set_xlabel(stack.dates[c].isoformat(), fontsize=6)
-    fig.suptitle(f"chip stacks: {len(stack)} buildings x {t} dates ({stack.crs}, {stack.resolution} m)")
-    fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
-
-
-def _log_mlflow(figures: dict[str, Any], tracking_uri: str, artifacts: list[Path]) -> None:
-    import mlflow
-
-    WORK.mkdir(exist_ok=True)
-    mlflow.set_tracking_uri(tracking_uri)
-    mlflow.set_experiment("benchmark-ingest")
-    with mlflow.start_run(run_name=f"ingest-{figures['preset']}-{figures['seed']}"):
-        mlflow.log_params(
-            {k: v for k, v in figures.items() if isinstance(v, str) or k in ("seed", "workers")}
-        )
-        mlflow.log_metrics(
-            {
-                k: float(v)
-                for k, v in figures.items()
-                if isinstance(v, int | float) and k not in ("seed", "workers")
-            }
-        )
-        for path in artifacts:
-            mlflow.log_artifact(str(path))
-
-
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Command-line entry point."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--preset", choices=["tiny", "district", "city"], default="tiny")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--json", type=Path, default=None)
-    parser.add_argument("--tracking-uri", default=f"sqlite:///{WORK / 'mlflow.db'}")
+    parser = benchmark_parser(__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--workers", type=int, default=2, help="reading threads of the default arms")
     parser.add_argument("--subset", type=int, default=None, help="buildings in the per-building comparison")
-    parser.add_argument("--no-mlflow", action="store_true")
     args = parser.parse_args(argv)
     console = Console()
     figures = run(args.preset, args.seed, WORK, args.workers, args.subset)
-
-    table = Table(title=f"ingest, {args.preset} seed {args.seed} ({figures['buildings']} buildings)")
-    table.add_column("figure")
-    table.add_column("value", justify="right")
-    for key, value in figures.items():
-        table.add_row(key, f"{value:.3f}" if isinstance(value, float) else str(value))
-    console.print(table)
-    console.print(
-        f"[bold]{figures['chips_per_s']:.0f} chips/s ({figures['buildings']} buildings x {figures['dates']} "
-        f"dates in {figures['seconds']:.1f} s), peak RSS {figures['peak_rss_mb']:.0f} MB; "
-        f"cached re-run {figures['cached_seconds']:.2f} s; tiled reads {figures['tiled_vs_per_building']:.1f}x "
-        "per-building reads"
+    cache = WORK / "bench" / "ingest" / f"{args.preset}-{args.seed}" / "cache"
+    png = (args.json or WORK / "bench" / f"ingest-{args.preset}-{args.seed}.json").with_suffix(".png")
+    report(
+        "ingest",
+        figures,
+        args,
+        console=console,
+        title=f"ingest, {args.preset} seed {args.seed} ({figures['buildings']} buildings)",
+        headline=(
+            f"{figures['chips_per_s']:.0f} chips/s ({figures['buildings']} buildings x {figures['dates']} "
+            f"dates in {figures['seconds']:.1f} s), peak RSS {figures['peak_rss_mb']:.0f} MB; "
+            f"cached re-run {figures['cached_seconds']:.2f} s; tiled reads "
+            f"{figures['tiled_vs_per_building']:.1f}x per-building reads"
+        ),
+        artifacts=[plot_chip_stacks(ChipStack.open(cache), png)],
     )
-    artifacts = []
-    if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(figures, indent=2))
-        artifacts = [
-            args.json,
-            preview(
-                WORK / "bench" / "ingest" / f"{args.preset}-{args.seed}" / "cache",
-                args.json.with_suffix(".png"),
-            ),
-        ]
-        console.print(f"wrote {args.json} and {artifacts[1]}")
-    if not args.no_mlflow:
-        _log_mlflow(figures, args.tracking_uri, artifacts)
     return figures
 
 

@@ -22,9 +22,7 @@ to MLflow with the figures.
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
-import json
 import shutil
 import socket
 import time
@@ -35,8 +33,8 @@ from typing import Any
 
 import numpy as np
 from rich.console import Console
-from rich.table import Table
 
+from experiments.benchmarks.report import benchmark_parser, report
 from labeling import (
     LabelStudioClient,
     LabelStudioServer,
@@ -248,52 +246,29 @@ def _plot(figures: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
-def _log_mlflow(figures: dict[str, Any], tracking_uri: str, artifacts: list[Path]) -> None:
-    import mlflow
-
-    mlflow.set_tracking_uri(tracking_uri)
-    mlflow.set_experiment("benchmark-labelstudio")
-    with mlflow.start_run(run_name=f"labelstudio-{figures['preset']}-{figures['seed']}"):
-        mlflow.log_params(
-            {"preset": figures["preset"], "seed": figures["seed"], "n_dates": figures["n_dates"]}
-        )
-        mlflow.log_metrics(
-            {k: float(v) for k, v in figures.items() if isinstance(v, int | float) and k != "seed"}
-        )
-        for path in artifacts:
-            mlflow.log_artifact(str(path))
-
-
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Command-line entry point."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--preset", choices=sorted(DATES), default="tiny")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--json", type=Path, default=None)
-    parser.add_argument("--tracking-uri", default=None)
-    parser.add_argument("--no-mlflow", action="store_true")
+    parser = benchmark_parser(__doc__.splitlines()[0] if __doc__ else None, presets=sorted(DATES))
     args = parser.parse_args(argv)
     settings = Settings.from_env()
     figures = run(args.preset, args.seed, settings.work_dir)
-    table = Table(title=f"Label Studio benchmark ({args.preset}, seed {args.seed})")
-    table.add_column("figure")
-    table.add_column("value", justify="right")
-    for key, value in figures.items():
-        table.add_row(key, f"{value:.3f}" if isinstance(value, float) else str(value))
-    console.print(table)
-    console.print(
-        f"[bold]push 2,000 tasks: {figures['push_2000_s']:.2f} s (target < 10 s); "
-        f"pull 6,000 annotations: {figures['pull_6000_s']:.2f} s (target < 15 s)[/bold]"
+    png = (
+        args.json or settings.work_dir / "bench" / f"labelstudio-{args.preset}-{args.seed}.json"
+    ).with_suffix(".png")
+    png.parent.mkdir(parents=True, exist_ok=True)
+    _plot(figures, png)
+    report(
+        "labelstudio",
+        figures,
+        args,
+        console=console,
+        title=f"Label Studio benchmark ({args.preset}, seed {args.seed})",
+        headline=(
+            f"push 2,000 tasks: {figures['push_2000_s']:.2f} s (target < 10 s); "
+            f"pull 6,000 annotations: {figures['pull_6000_s']:.2f} s (target < 15 s)"
+        ),
+        artifacts=[png],
     )
-    artifacts: list[Path] = []
-    if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(figures, indent=2))
-        png = args.json.with_suffix(".png")
-        _plot(figures, png)
-        artifacts += [args.json, png]
-    if not args.no_mlflow:
-        _log_mlflow(figures, args.tracking_uri or f"sqlite:///{settings.work_dir / 'mlflow.db'}", artifacts)
     return figures
 
 
