@@ -10,7 +10,10 @@ otherwise. ``not_visible`` answers are dropped (no evidence). Two review models:
   kernel ``K_v[g, p]``, a learned mixture of ways of erring (exact, 1..``max_shift`` images late or early,
   further off, missed, false alarm on an undamaged building, no relation to the truth), then answers each
   date from a per-volunteer confusion given the perceived class (isolated slips, damaged/destroyed mix-ups).
-  One shifted boundary is thus one event, not many independent errors. Optionally (``difficulty_levels``)
+  One shifted boundary is thus one event, not many independent errors; likewise a review that calls every
+  damaged date destroyed (or the reverse) is one grade swap, with a pooled, learned rate (``review_grade_swap``),
+  not fifteen per-date errors that only a false alarm or a shifted gap could otherwise explain. Optionally
+  (``inversion``) a volunteer may also answer inverted (damaged before the change, intact after: sabotage). Optionally (``difficulty_levels``)
   each building has a latent difficulty level with its own kernels, shared by all its reviews.
   With the perceived gap summed out, the review's likelihood of every (g, k) is
   ``sum_p K_v[g, p] P(answers | p, k)``: O(T^2) per review.
@@ -59,6 +62,7 @@ CLASSES: tuple[State, ...] = (State.INTACT, State.DAMAGED, State.DESTROYED)
 
 _NEG_INF = -np.inf
 _KERNEL_ANCHOR = 20.0  # pseudo-reviews of the initial kernel mixture in the pooled kernel's prior
+_INITIAL_GRADE_SWAP = 0.1  # starting share of reviews that call every damaged date destroyed or vice versa
 _NO_ANSWER = 3  # column of the zero "answer" in the padded confusion used by the shift model
 
 
@@ -136,6 +140,12 @@ class GapDawidSkene:
             per-date answers; the default) or ``"per_date"`` (every answered date is an independent draw).
         max_shift: largest boundary shift (in images) with its own kernel weight; larger ones share ``far``.
         kernel_prior: pseudo-reviews pulling each volunteer's kernel towards the pooled kernel.
+        difficulty_levels: latent difficulty levels per building, each with its own kernels.
+        inversion: add an inverted way of answering (intact and damaged swapped) to every volunteer's mixture;
+            off by default: it made no gain on the simulated crowds, where an inverted undamaged building reads
+            like an honest review of one destroyed before the first image.
+        review_grade_swap: damaged/destroyed mix-ups are one event per review with a learned pooled rate
+            (shift model only); False treats them as independent per-date errors only.
 
     Fitted attributes (after :meth:`fit`): ``building_ids_``, ``volunteer_ids_``, ``n_dates_``,
     ``confusion_`` ``[V, 3, 3]``, ``confusion_counts_`` (soft answer counts, no prior), ``pooled_confusion_``,
@@ -145,7 +155,8 @@ class GapDawidSkene:
     the effective per-date confusion (what the volunteer answers given a date's true class, boundary shifts
     included), whichever review model was fitted. The shift model adds ``kernel_names_``,
     ``kernel_weights_`` ``[V, C]`` (each volunteer's mixture of ways of erring), ``emission_confusion_``
-    ``[V, 3, 3]`` (answers given the perceived class) and ``false_alarm_shape_`` ``[T]``.
+    ``[V, 3, 3]`` (answers given the perceived class), ``false_alarm_shape_`` ``[T]`` and ``grade_swap_``
+    (the learned share of reviews reporting the other grade throughout).
     """
 
     n_iter: int = 100
@@ -160,6 +171,8 @@ class GapDawidSkene:
     max_shift: int = 3
     kernel_prior: float = 8.0
     difficulty_levels: int = 1
+    inversion: bool = False
+    review_grade_swap: bool = True
 
     building_ids_: np.ndarray = field(init=False, repr=False)
     volunteer_ids_: np.ndarray = field(init=False, repr=False)
@@ -181,6 +194,7 @@ class GapDawidSkene:
     emission_confusion_: np.ndarray = field(init=False, repr=False)
     false_alarm_shape_: np.ndarray = field(init=False, repr=False)
     difficulty_probs_: np.ndarray = field(init=False, repr=False)
+    grade_swap_: float = field(init=False, repr=False)
 
     def fit(
         self,
@@ -222,6 +236,7 @@ class GapDawidSkene:
         versions = [w.version for w in (emissions, gap_witness) if w is not None and w.version]
         self.model_version_ = "+".join(versions) if versions else None
 
+        self.grade_swap_ = 0.0
         if self.review_model == "shift":
             q, prior, history, converged, iteration = self._fit_shift(data, gold_mask)
         else:
@@ -277,7 +292,7 @@ class GapDawidSkene:
     ) -> tuple[np.ndarray, np.ndarray, list[float], bool, int]:
         """EM of the shift-kernel witness model (module docstring)."""
         n_vol, n_dates, n_h = len(data.volunteer_ids), data.n_dates, self.difficulty_levels
-        basis = _KernelBasis.build(n_dates, self.max_shift)
+        basis = _KernelBasis.build(n_dates, self.max_shift, inverted=self.inversion)
         off = (1.0 - self.init_accuracy) / 2.0
         init = np.full((3, 3), off) + np.eye(3) * (self.init_accuracy - off)
         log_conf = np.log(np.broadcast_to(init, (n_vol, 3, 3)).copy())
@@ -287,11 +302,14 @@ class GapDawidSkene:
         false_alarm = np.full(n_dates, 1.0 / n_dates)
         prior = np.full((n_h, n_dates + 1, 2), 1.0 / (2.0 * n_h * (n_dates + 1)))
         history: list[float] = []
-        state = _ShiftState(log_conf, weights, false_alarm)
+        state = _ShiftState(
+            log_conf, weights, false_alarm, _INITIAL_GRADE_SWAP if self.review_grade_swap else 0.0
+        )
         converged = False
         for _ in range(self.n_iter):
             kernels = basis.kernels(state.weights, state.false_alarm)
-            q, ll, cache = _e_step_shift(data, state.log_conf, kernels, np.log(prior), gold_mask)
+            inverted = basis.inverted_weights(state.weights)
+            q, ll, cache = _e_step_shift(data, state, kernels, inverted, np.log(prior), gold_mask)
             history.append(ll)
             if self._converged(history, data):
                 converged = True
@@ -302,12 +320,14 @@ class GapDawidSkene:
             )  # fmt: skip
         else:
             kernels = basis.kernels(state.weights, state.false_alarm)
-            q, ll, _ = _e_step_shift(data, state.log_conf, kernels, np.log(prior), gold_mask)
+            inverted = basis.inverted_weights(state.weights)
+            q, ll, _ = _e_step_shift(data, state, kernels, inverted, np.log(prior), gold_mask)
             history.append(ll)
         self.kernel_names_ = basis.names
         self.kernel_weights_ = state.weights
         self.emission_confusion_ = np.exp(state.log_conf)
         self.false_alarm_shape_ = state.false_alarm
+        self.grade_swap_ = state.grade_swap
         self.difficulty_probs_ = q.sum(axis=(2, 3))
         return q.sum(axis=1), prior.sum(axis=0), history, converged, len(history) - 1
 
@@ -569,14 +589,19 @@ class _KernelBasis:
     A volunteer's kernel is their mixture ``sum_c w_c basis_c``. Shifts that run off the timeline are clipped
     to its ends (nobody can mark a change before the first or after the last image); the false-alarm row's
     shape over the dates is learned (pooled) and passed to :meth:`kernels`.
+
+    With ``inverted``, one more way of answering follows the matrices: the review sees the true gap but swaps
+    intact and damaged (damaged before the change, intact after), as saboteurs do; it is not a kernel over
+    perceived gaps but a second answer model, so it is the last name and has no matrix.
     """
 
     names: tuple[str, ...]
     fixed: np.ndarray  # [C, G, G]; the false-alarm slice is its g < T part only
     false_alarm: int
+    inverted: bool = False
 
     @classmethod
-    def build(cls, n_dates: int, max_shift: int) -> _KernelBasis:
+    def build(cls, n_dates: int, max_shift: int, *, inverted: bool = False) -> _KernelBasis:
         n_g = n_dates + 1
         g = np.arange(n_g)
         names: list[str] = ["exact"]
@@ -606,7 +631,10 @@ class _KernelBasis:
         noise = np.full((n_g, n_g), 1.0 / n_g)
         names += ["far", "miss", "false_alarm", "noise"]
         mats += [far, miss, false_alarm, noise]
-        return cls(tuple(names), np.stack(mats), names.index("false_alarm"))
+        fa_index = names.index("false_alarm")
+        if inverted:
+            names.append("inverted")
+        return cls(tuple(names), np.stack(mats), fa_index, inverted)
 
     def initial_weights(self, hardness: float) -> np.ndarray:
         """A plausible starting mixture: mostly exact, errors shrinking with their size, more on hard buildings.
@@ -615,7 +643,7 @@ class _KernelBasis:
             hardness: 0 (easy: 85% exact) .. 1 (hard: 50% exact).
         """
         exact = 0.85 - 0.35 * hardness
-        w = {"far": 0.01, "miss": 0.04, "false_alarm": 0.02, "noise": 0.02}
+        w = {"far": 0.01, "miss": 0.04, "false_alarm": 0.02, "noise": 0.02, "inverted": 0.01}
         out = np.array([w[n] if n in w else 0.05 / int(n.split("_")[1]) for n in self.names if n != "exact"])
         out = out / out.sum() * (1.0 - exact)
         return np.insert(out, 0, exact)
@@ -627,8 +655,26 @@ class _KernelBasis:
         return mats
 
     def kernels(self, weights: np.ndarray, false_alarm_shape: np.ndarray) -> np.ndarray:
-        """Every volunteer's kernel per difficulty ``[H, V, G, G]`` from mixture weights ``[H, V, C]``."""
-        return np.einsum("hvc,cgp->hvgp", weights, self.matrices(false_alarm_shape))
+        """Every volunteer's kernel per difficulty ``[H, V, G, G]`` from mixture weights ``[H, V, C]``.
+
+        The rows sum to one minus the inverted weight: the kernel is the honest part of the answer model.
+        """
+        mats = self.matrices(false_alarm_shape)
+        return np.einsum("hvc,cgp->hvgp", weights[..., : len(mats)], mats)
+
+    def inverted_weights(self, weights: np.ndarray) -> np.ndarray | None:
+        """``[H, V]`` weight of inverted answers, or None without that way of answering."""
+        return weights[..., -1] if self.inverted else None
+
+
+@dataclass(frozen=True)
+class _ReviewTerms:
+    """Per-review terms of one E step that the next M step reuses."""
+
+    scaled: np.ndarray  # [R, G, 2] P(answers | perceived gap, grade), scaled per review
+    scaled_inverted: np.ndarray | None  # [R, G, 2] the same for an inverted review (same scale), or None
+    swapped: np.ndarray  # [R, G, 2] P(the review swapped its grade | answers, perceived gap, grade)
+    per_gap: np.ndarray  # [H, R, G, 2] P(answers | true gap, grade) at the same scale
 
 
 @dataclass(frozen=True)
@@ -638,6 +684,7 @@ class _ShiftState:
     log_conf: np.ndarray  # [V, 3, 3] per-date answer given the perceived class
     weights: np.ndarray  # [H, V, C] kernel mixture weights per difficulty level
     false_alarm: np.ndarray  # [T] pooled shape of false alarms over the dates
+    grade_swap: float = 0.0  # pooled chance that a review reports the other grade on every damaged date
 
 
 def _volunteer_slices(data: _Data) -> Iterator[tuple[int, slice]]:
@@ -647,11 +694,26 @@ def _volunteer_slices(data: _Data) -> Iterator[tuple[int, slice]]:
         yield int(v), slice(int(bounds[v]), int(bounds[v + 1]))
 
 
-def _review_log_likelihood(data: _Data, log_conf: np.ndarray) -> np.ndarray:
-    """``[R, T + 1, 2]``: log P(review's answers | perceived gap, grade) under each volunteer's confusion."""
-    padded = np.concatenate([log_conf, np.zeros((*log_conf.shape[:2], 1))], axis=2)  # [V, 3, 4]
+def _review_log_likelihood(
+    data: _Data, state: _ShiftState, inverted: bool
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    """Per review ``[R, T + 1, 2]``: log P(answers | perceived gap, grade) under the volunteer's confusion,
+    (with ``inverted``) the same for an inverted review (answered as if damaged before the gap, intact after),
+    and P(the review swapped its grade | answers, perceived gap, grade).
+
+    A grade mix-up is one decision per review (``state.grade_swap``), not a coin per date: a review that calls
+    every damaged date destroyed is one error, which keeps grade mix-ups from passing for shifted gaps.
+    """
+    padded = np.concatenate([state.log_conf, np.zeros((*state.log_conf.shape[:2], 1))], axis=2)  # [V, 3, 4]
     ev = padded[data.review_volunteer[:, None], :, data.answers]  # [R, T, 3]
-    return _gap_log_likelihood_np(ev)
+    flipped = _gap_log_likelihood_np(ev[..., [1, 0, 0]]) if inverted else None
+    lik = _gap_log_likelihood_np(ev)
+    if state.grade_swap <= 0.0:
+        return lik, flipped, np.zeros_like(lik)
+    kept = np.log1p(-state.grade_swap) + lik
+    swapped = np.log(state.grade_swap) + lik[..., ::-1]
+    mixed = np.logaddexp(kept, swapped)
+    return mixed, flipped, np.exp(swapped - mixed)
 
 
 def _gap_log_likelihood_np(ev: np.ndarray) -> np.ndarray:
@@ -663,21 +725,31 @@ def _gap_log_likelihood_np(ev: np.ndarray) -> np.ndarray:
 
 
 def _e_step_shift(
-    data: _Data, log_conf: np.ndarray, kernels: np.ndarray, log_prior: np.ndarray, gold_mask: np.ndarray
-) -> tuple[np.ndarray, float, tuple[np.ndarray, np.ndarray]]:
+    data: _Data,
+    state: _ShiftState,
+    kernels: np.ndarray,
+    inverted: np.ndarray | None,
+    log_prior: np.ndarray,
+    gold_mask: np.ndarray,
+) -> tuple[np.ndarray, float, _ReviewTerms]:
     """Posterior over (difficulty, gap, grade) per building, ``[B, H, T + 1, 2]``, and the per-review terms
     the M step reuses.
 
-    Each review contributes ``log sum_p K_v,h[g, p] P(answers | p, grade)``: one boundary error is one event,
-    and all reviews of a building share its difficulty level h.
+    Each review contributes ``log (sum_p K_v,h[g, p] P(answers | p, grade) + w_v,h P_inverted(answers | g))``:
+    one boundary error is one event, and all reviews of a building share its difficulty level h.
     """
     n_b, n_h, n_g = len(data.building_ids), kernels.shape[0], data.n_dates + 1
-    lik = _review_log_likelihood(data, log_conf)
+    lik, lik_inverted, swapped = _review_log_likelihood(data, state, inverted is not None)
     top = lik.max(axis=(1, 2), keepdims=True)
+    if lik_inverted is not None:
+        top = np.maximum(top, lik_inverted.max(axis=(1, 2), keepdims=True))
     scaled = np.exp(lik - top)  # [R, G, 2]
+    scaled_inverted = None if lik_inverted is None else np.exp(lik_inverted - top)
     per_gap = np.empty((n_h, *scaled.shape))
     for v, sl in _volunteer_slices(data):
         per_gap[:, sl] = kernels[:, v, None] @ scaled[None, sl]
+        if inverted is not None and scaled_inverted is not None:
+            per_gap[:, sl] += inverted[:, v, None, None, None] * scaled_inverted[None, sl]
     per_gap = np.maximum(per_gap, 1e-300)
     review_ll = (np.log(per_gap) + top[None]).reshape(n_h, len(scaled), n_g * 2)
     crowd = np.stack([np.asarray(data.building_of_review @ r) for r in review_ll], axis=1)
@@ -686,13 +758,13 @@ def _e_step_shift(
     peak = flat.max(axis=1, keepdims=True)
     log_z = peak[:, 0] + np.log(np.exp(flat - peak).sum(axis=1))
     q = np.exp(joint - log_z[:, None, None, None])
-    return q, float(log_z.sum()), (scaled, per_gap)
+    return q, float(log_z.sum()), _ReviewTerms(scaled, scaled_inverted, swapped, per_gap)
 
 
 def _m_step_shift(
     data: _Data,
     q: np.ndarray,
-    cache: tuple[np.ndarray, np.ndarray],
+    cache: _ReviewTerms,
     kernels: np.ndarray,
     basis: _KernelBasis,
     state: _ShiftState,
@@ -703,7 +775,7 @@ def _m_step_shift(
     anchor: np.ndarray,
 ) -> tuple[_ShiftState, np.ndarray]:
     """MAP kernels, confusions (each shrunk to the pooled one) and gap prior from the posterior ``q``."""
-    scaled, per_gap = cache
+    scaled, per_gap = cache.scaled, cache.per_gap
     n_h, n_v, n_g, n_t = kernels.shape[0], len(data.volunteer_ids), data.n_dates + 1, data.n_dates
     # q(h, g, k) / sum_p K_v,h[g, p] lik(p, k), per review: [H, R, G, 2]
     ratio_q = q[data.review_building].transpose(1, 0, 2, 3) / per_gap
@@ -720,16 +792,31 @@ def _m_step_shift(
     # kernel mixture weights: responsibilities of each way of erring, shrunk to the pooled mixture
     mats = basis.matrices(state.false_alarm)
     ratio = pair_v / np.maximum(kernels, 1e-300)
-    resp = state.weights * np.einsum("hvgp,cgp->hvc", ratio, mats)
+    resp = state.weights[..., : len(mats)] * np.einsum("hvgp,cgp->hvc", ratio, mats)
+    if cache.scaled_inverted is not None:  # responsibility of the inverted answer model, per volunteer
+        per_review = (ratio_q * cache.scaled_inverted[None]).sum(axis=(2, 3))  # [H, R]
+        inv = np.stack([np.asarray(data.volunteer_of_review @ r) for r in per_review])  # [H, V]
+        resp = np.concatenate([resp, (state.weights[..., -1] * inv)[..., None]], axis=2)
     # the pooled kernel's own prior: _KERNEL_ANCHOR pseudo-reviews of the initial (mostly exact) mixture
     pooled_w = resp.sum(axis=1, keepdims=True) + _KERNEL_ANCHOR * anchor[:, None, :]
     pooled_w /= pooled_w.sum(axis=2, keepdims=True)
+    if cache.scaled_inverted is not None:
+        # sabotage is a trait of few volunteers, not a crowd habit: nobody is pulled towards the saboteurs' rate
+        pooled_w[..., -1] = np.minimum(pooled_w[..., -1], anchor[:, None, -1])
+        pooled_w /= pooled_w.sum(axis=2, keepdims=True)
     weights = (resp + kernel_prior * pooled_w) / (resp.sum(axis=2, keepdims=True) + kernel_prior)
     fa = (state.weights[..., basis.false_alarm, None] * ratio[:, :, -1, :-1]).sum(axis=(0, 1))
     fa = fa * state.false_alarm
     fa = fa + 1e-3
     fa /= fa.sum()
 
+    # the grade swap: the share of damaged-perceived reviews that reported the other grade
+    grade_swap = state.grade_swap
+    if grade_swap > 0.0:
+        moved = perceived * cache.swapped
+        moved[:, -1] = 0.0  # a review that saw no change shows no grade
+        grade_swap = float(np.clip((moved.sum() + 1.0) / (perceived[:, :-1].sum() + 10.0), 1e-3, 0.5))
+        perceived = perceived - moved + moved[..., ::-1]  # the grade each review answered with
     # per-date confusion given the perceived class (intact before p, the grade from p on)
     total = perceived.sum(axis=2)
     p_intact = np.cumsum(total[:, ::-1], axis=1)[:, ::-1][:, 1:]  # sum_{p > t}
@@ -744,4 +831,4 @@ def _m_step_shift(
 
     prior = q.sum(axis=0) + gap_prior_strength
     prior /= prior.sum()
-    return _ShiftState(np.log(conf), weights, fa), prior
+    return _ShiftState(np.log(conf), weights, fa, grade_swap), prior

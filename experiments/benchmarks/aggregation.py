@@ -15,7 +15,9 @@ measured on the other 95%. Arms, all on the same answers (``<arm>_accuracy_<k>``
 - ``ours``: active_learning.aggregation.GapDawidSkene with its default shift-kernel review model, crowd only;
   ``ours_per_date`` the per-date witness model (every answered date an independent draw);
   ``ours_difficulty`` the shift model with two latent difficulty levels per building; ``ours_nogold``
-  without the expert clamp.
+  without the expert clamp; ``ours_date_grade`` with damaged/destroyed mix-ups as independent per-date errors
+  instead of one per-review grade swap (the model before the swap); ``ours_inversion`` with an extra
+  per-volunteer way of answering that swaps intact and damaged (sabotage).
 - ``ours_model``: with the non-learned change-point baseline (model.baseline on chips ingested into
   ``.work/chips/<preset>-<seed>``) as a gap witness; ``ours_simulated_detector``: with the old stand-in
   witness :func:`simulated_detector` (derived from the truth, not the imagery: an extra arm only).
@@ -386,6 +388,8 @@ def run(preset: str, seed: int, n_100k: int = 100_000, console: Console | None =
             "ours_per_date": fit(table, review_model="per_date"),
             "ours_difficulty": fit(table, difficulty_levels=2),
             "ours_nogold": fit(table, use_gold=False),
+            "ours_date_grade": fit(table, review_grade_swap=False),
+            "ours_inversion": fit(table, inversion=True),
             "ours_model": (
                 fit(table, gap_witness=witness, model_weight=witness_weight)
                 if witness

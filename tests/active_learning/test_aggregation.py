@@ -213,3 +213,41 @@ def test_gap_witness_moves_the_posterior_and_bad_ones_are_refused() -> None:
         GapWitness(("b1",), np.full((1, N_DATES + 1), np.nan))
     with pytest.raises(AggregationError, match="review_model"):
         GapDawidSkene(review_model="votes").fit(table, N_DATES)  # type: ignore[arg-type]
+
+
+def test_a_grade_mix_up_is_one_error_per_review() -> None:
+    rng = np.random.default_rng(11)
+    rows = []
+    for b in range(80):
+        gap = int(rng.integers(0, N_DATES))
+        grade = D if b % 2 else X
+        other = X if grade == D else D
+        for v in range(3):
+            rows.append(Annotation(f"b{b}", f"h{v}", "simulated", path(gap, grade=grade), WHEN, f"h{b}-{v}"))
+        mixed_up = other if b % 4 < 2 else grade  # this volunteer reports the other grade on half its reviews
+        rows.append(Annotation(f"b{b}", "mixer", "simulated", path(gap, grade=mixed_up), WHEN, f"m{b}"))
+    table = annotations_to_table(rows)
+    fit = GapDawidSkene().fit(table, N_DATES)
+    assert 0.05 < fit.grade_swap_ < 0.25  # 40 of 320 damaged-perceived reviews swapped
+    truth = {f"b{b}": int(g) for b, g in enumerate(np.random.default_rng(11).integers(0, N_DATES, 80))}
+    assert fit.predict().to_dict() == truth
+    assert (fit.grade_probs_[:, 1] > 0.5).tolist() == [b % 2 == 0 for b in range(80)]
+    assert GapDawidSkene(review_grade_swap=False).fit(table, N_DATES).grade_swap_ == 0.0
+
+
+def test_the_optional_inverted_answer_model_learns_a_saboteur() -> None:
+    rng = np.random.default_rng(12)
+    rows = []
+    for b in range(80):
+        gap = int(rng.integers(1, N_DATES))
+        for v in range(3):
+            rows.append(Annotation(f"b{b}", f"h{v}", "simulated", path(gap), WHEN, f"h{b}-{v}"))
+        flipped = tuple(D if s == IN else IN for s in path(gap))
+        rows.append(Annotation(f"b{b}", "saboteur", "simulated", flipped, WHEN, f"s{b}"))
+    fit = GapDawidSkene(inversion=True).fit(annotations_to_table(rows), N_DATES)
+    assert fit.kernel_names_[-1] == "inverted"
+    weights = fit.kernel_weights_[0, :, -1]
+    saboteur = list(fit.volunteer_ids_).index("saboteur")
+    assert weights[saboteur] > 0.8
+    assert np.delete(weights, saboteur).max() < 0.1
+    assert "inverted" not in GapDawidSkene().fit(annotations_to_table(rows), N_DATES).kernel_names_
