@@ -15,6 +15,12 @@ otherwise. ``not_visible`` answers are dropped (no evidence). Two review models:
   not fifteen per-date errors that only a false alarm or a shifted gap could otherwise explain. Optionally
   (``inversion``) a volunteer may also answer inverted (damaged before the change, intact after: sabotage). Optionally (``difficulty_levels``)
   each building has a latent difficulty level with its own kernels, shared by all its reviews.
+  Optionally (``volunteer_types``, after Raykar and Yu 2012, "Eliminating spammers and ranking annotators for
+  crowdsourced labeling tasks") every volunteer is honest or a saboteur (spammer or adversary), one latent type
+  for all its reviews: a saboteur's reviews are explained by a pooled saboteur mixture (inverted, far off,
+  missed, random, sometimes honest), an honest volunteer's by its own model. The type posterior is learned by
+  mean-field EM from the evidence of all the volunteer's reviews, gold buildings included, so one all-damaged
+  review reads as sabotage only from a volunteer whose other reviews give them away.
   With the perceived gap summed out, the review's likelihood of every (g, k) is
   ``sum_p K_v[g, p] P(answers | p, k)``: O(T^2) per review.
 - ``per_date``: every answered date is an independent draw from the volunteer's 3x3 confusion row.
@@ -146,6 +152,9 @@ class GapDawidSkene:
             like an honest review of one destroyed before the first image.
         review_grade_swap: damaged/destroyed mix-ups are one event per review with a learned pooled rate
             (shift model only); False treats them as independent per-date errors only.
+        volunteer_types: each volunteer is honest or a saboteur, one latent type for all its reviews (shift
+            model only; module docstring).
+        saboteur_prior: the starting share of saboteurs (the share itself is learned).
 
     Fitted attributes (after :meth:`fit`): ``building_ids_``, ``volunteer_ids_``, ``n_dates_``,
     ``confusion_`` ``[V, 3, 3]``, ``confusion_counts_`` (soft answer counts, no prior), ``pooled_confusion_``,
@@ -156,7 +165,10 @@ class GapDawidSkene:
     included), whichever review model was fitted. The shift model adds ``kernel_names_``,
     ``kernel_weights_`` ``[V, C]`` (each volunteer's mixture of ways of erring), ``emission_confusion_``
     ``[V, 3, 3]`` (answers given the perceived class), ``false_alarm_shape_`` ``[T]`` and ``grade_swap_``
-    (the learned share of reviews reporting the other grade throughout).
+    (the learned share of reviews reporting the other grade throughout). With ``volunteer_types``:
+    ``saboteur_probs_`` ``[V]`` (each volunteer's posterior probability of being a saboteur),
+    ``saboteur_rate_`` (the learned share of saboteurs) and ``saboteur_kernel_weights_`` ``[H, C]`` (the
+    saboteurs' pooled mixture over ``saboteur_kernel_names_``, the last being ``inverted``).
     """
 
     n_iter: int = 100
@@ -173,6 +185,8 @@ class GapDawidSkene:
     difficulty_levels: int = 1
     inversion: bool = False
     review_grade_swap: bool = True
+    volunteer_types: bool = False
+    saboteur_prior: float = 0.05
 
     building_ids_: np.ndarray = field(init=False, repr=False)
     volunteer_ids_: np.ndarray = field(init=False, repr=False)
@@ -195,6 +209,10 @@ class GapDawidSkene:
     false_alarm_shape_: np.ndarray = field(init=False, repr=False)
     difficulty_probs_: np.ndarray = field(init=False, repr=False)
     grade_swap_: float = field(init=False, repr=False)
+    saboteur_probs_: np.ndarray = field(init=False, repr=False)
+    saboteur_rate_: float = field(init=False, repr=False)
+    saboteur_kernel_names_: tuple[str, ...] = field(init=False, repr=False)
+    saboteur_kernel_weights_: np.ndarray = field(init=False, repr=False)
 
     def fit(
         self,
@@ -237,6 +255,8 @@ class GapDawidSkene:
         self.model_version_ = "+".join(versions) if versions else None
 
         self.grade_swap_ = 0.0
+        self.saboteur_probs_ = np.zeros(len(data.volunteer_ids))
+        self.saboteur_rate_ = 0.0
         if self.review_model == "shift":
             q, prior, history, converged, iteration = self._fit_shift(data, gold_mask)
         else:
@@ -302,8 +322,13 @@ class GapDawidSkene:
         false_alarm = np.full(n_dates, 1.0 / n_dates)
         prior = np.full((n_h, n_dates + 1, 2), 1.0 / (2.0 * n_h * (n_dates + 1)))
         history: list[float] = []
+        saboteurs = None
+        if self.volunteer_types:
+            sab_basis = _KernelBasis.build(n_dates, self.max_shift, inverted=True)
+            sab_anchor = np.broadcast_to(sab_basis.saboteur_weights(), (n_h, len(sab_basis.names))).copy()
+            saboteurs = _Saboteurs(sab_basis, sab_anchor, sab_anchor.copy(), np.full(n_vol, self.saboteur_prior))
         state = _ShiftState(
-            log_conf, weights, false_alarm, _INITIAL_GRADE_SWAP if self.review_grade_swap else 0.0
+            log_conf, weights, false_alarm, _INITIAL_GRADE_SWAP if self.review_grade_swap else 0.0, saboteurs
         )
         converged = False
         for _ in range(self.n_iter):
@@ -323,6 +348,11 @@ class GapDawidSkene:
             inverted = basis.inverted_weights(state.weights)
             q, ll, _ = _e_step_shift(data, state, kernels, inverted, np.log(prior), gold_mask)
             history.append(ll)
+        if state.saboteurs is not None:
+            self.saboteur_probs_ = state.saboteurs.probs
+            self.saboteur_rate_ = float(state.saboteurs.probs.mean()) if n_vol else 0.0
+            self.saboteur_kernel_names_ = state.saboteurs.basis.names
+            self.saboteur_kernel_weights_ = state.saboteurs.weights
         self.kernel_names_ = basis.names
         self.kernel_weights_ = state.weights
         self.emission_confusion_ = np.exp(state.log_conf)
@@ -348,6 +378,10 @@ class GapDawidSkene:
             raise AggregationError(f"review_model must be 'shift' or 'per_date', got {self.review_model!r}")
         if self.difficulty_levels < 1:
             raise AggregationError(f"difficulty_levels must be >= 1, got {self.difficulty_levels}")
+        if not 0.0 < self.saboteur_prior < 1.0:
+            raise AggregationError(f"saboteur_prior must be in (0, 1), got {self.saboteur_prior}")
+        if self.volunteer_types and self.review_model != "shift":
+            raise AggregationError("volunteer_types needs review_model='shift'; the per-date model has no types")
         if self.max_shift < 1 or self.kernel_prior <= 0:
             raise AggregationError(
                 f"max_shift must be >= 1 and kernel_prior > 0, got {self.max_shift} and {self.kernel_prior}"
@@ -648,6 +682,12 @@ class _KernelBasis:
         out = out / out.sum() * (1.0 - exact)
         return np.insert(out, 0, exact)
 
+    def saboteur_weights(self) -> np.ndarray:
+        """The saboteurs' starting mixture: inverted, far off, missed or random more often than exact."""
+        w = {"exact": 0.15, "far": 0.15, "miss": 0.2, "false_alarm": 0.02, "noise": 0.1, "inverted": 0.2}
+        out = np.array([w[n] if n in w else 0.03 for n in self.names])
+        return out / out.sum()
+
     def matrices(self, false_alarm_shape: np.ndarray) -> np.ndarray:
         """The basis ``[C, G, G]`` with the false-alarm row set to ``false_alarm_shape`` (over dates 0..T-1)."""
         mats = self.fixed.copy()
@@ -675,6 +715,7 @@ class _ReviewTerms:
     scaled_inverted: np.ndarray | None  # [R, G, 2] the same for an inverted review (same scale), or None
     swapped: np.ndarray  # [R, G, 2] P(the review swapped its grade | answers, perceived gap, grade)
     per_gap: np.ndarray  # [H, R, G, 2] P(answers | true gap, grade) at the same scale
+    per_gap_saboteur: np.ndarray | None = None  # [H, R, G, 2] the same under the saboteur type, or None
 
 
 @dataclass(frozen=True)
@@ -685,6 +726,21 @@ class _ShiftState:
     weights: np.ndarray  # [H, V, C] kernel mixture weights per difficulty level
     false_alarm: np.ndarray  # [T] pooled shape of false alarms over the dates
     grade_swap: float = 0.0  # pooled chance that a review reports the other grade on every damaged date
+    saboteurs: _Saboteurs | None = None  # the volunteer-type model, or None without types
+
+
+@dataclass(frozen=True)
+class _Saboteurs:
+    """The saboteur type: its pooled answer mixture and every volunteer's posterior of being one."""
+
+    basis: _KernelBasis  # with the inverted way of answering
+    anchor: np.ndarray  # [H, C] the starting mixture, the pooled mixture's prior
+    weights: np.ndarray  # [H, C] the saboteurs' pooled mixture
+    probs: np.ndarray  # [V] P(volunteer is a saboteur)
+
+    def kernels(self, false_alarm: np.ndarray) -> np.ndarray:
+        """``[H, G, G]`` the saboteurs' honest-looking part of the kernel."""
+        return self.basis.kernels(self.weights[:, None], false_alarm)[:, 0]
 
 
 def _volunteer_slices(data: _Data) -> Iterator[tuple[int, slice]]:
@@ -739,7 +795,8 @@ def _e_step_shift(
     one boundary error is one event, and all reviews of a building share its difficulty level h.
     """
     n_b, n_h, n_g = len(data.building_ids), kernels.shape[0], data.n_dates + 1
-    lik, lik_inverted, swapped = _review_log_likelihood(data, state, inverted is not None)
+    sab = state.saboteurs
+    lik, lik_inverted, swapped = _review_log_likelihood(data, state, inverted is not None or sab is not None)
     top = lik.max(axis=(1, 2), keepdims=True)
     if lik_inverted is not None:
         top = np.maximum(top, lik_inverted.max(axis=(1, 2), keepdims=True))
@@ -751,14 +808,23 @@ def _e_step_shift(
         if inverted is not None and scaled_inverted is not None:
             per_gap[:, sl] += inverted[:, v, None, None, None] * scaled_inverted[None, sl]
     per_gap = np.maximum(per_gap, 1e-300)
-    review_ll = (np.log(per_gap) + top[None]).reshape(n_h, len(scaled), n_g * 2)
+    review_ll = np.log(per_gap) + top[None]
+    per_gap_sab = None
+    if sab is not None and scaled_inverted is not None:
+        # mean field over the volunteer's type: E_type[log P(answers | gap, grade, type)]
+        per_gap_sab = sab.kernels(state.false_alarm)[:, None] @ scaled[None]
+        per_gap_sab += sab.weights[:, -1, None, None, None] * scaled_inverted[None]
+        per_gap_sab = np.maximum(per_gap_sab, 1e-300)
+        share = sab.probs[data.review_volunteer][None, :, None, None]
+        review_ll += share * (np.log(per_gap_sab) - np.log(per_gap))
+    review_ll = review_ll.reshape(n_h, len(scaled), n_g * 2)
     crowd = np.stack([np.asarray(data.building_of_review @ r) for r in review_ll], axis=1)
     joint = crowd.reshape(n_b, n_h, n_g, 2) + (data.witness_log_lik + gold_mask)[:, None] + log_prior[None]
     flat = joint.reshape(n_b, -1)
     peak = flat.max(axis=1, keepdims=True)
     log_z = peak[:, 0] + np.log(np.exp(flat - peak).sum(axis=1))
     q = np.exp(joint - log_z[:, None, None, None])
-    return q, float(log_z.sum()), _ReviewTerms(scaled, scaled_inverted, swapped, per_gap)
+    return q, float(log_z.sum()), _ReviewTerms(scaled, scaled_inverted, swapped, per_gap, per_gap_sab)
 
 
 def _m_step_shift(
@@ -777,8 +843,16 @@ def _m_step_shift(
     """MAP kernels, confusions (each shrunk to the pooled one) and gap prior from the posterior ``q``."""
     scaled, per_gap = cache.scaled, cache.per_gap
     n_h, n_v, n_g, n_t = kernels.shape[0], len(data.volunteer_ids), data.n_dates + 1, data.n_dates
+    q_review = q[data.review_building].transpose(1, 0, 2, 3)  # [H, R, G, 2]
+    saboteurs, sab_perceived = state.saboteurs, None
+    if saboteurs is not None and cache.per_gap_saboteur is not None and cache.scaled_inverted is not None:
+        saboteurs, sab_perceived = _m_step_saboteurs(
+            data, q_review, cache.per_gap_saboteur, scaled, cache.scaled_inverted, saboteurs, state.false_alarm
+        )
+        # the honest model learns from each review in proportion to its volunteer being honest
+        q_review = q_review * (1.0 - state.saboteurs.probs[data.review_volunteer])[None, :, None, None]  # type: ignore[union-attr]
     # q(h, g, k) / sum_p K_v,h[g, p] lik(p, k), per review: [H, R, G, 2]
-    ratio_q = q[data.review_building].transpose(1, 0, 2, 3) / per_gap
+    ratio_q = q_review / per_gap
     pair_v = np.zeros((n_h, n_v, n_g, n_g))  # expected (true, perceived) gap pairs per volunteer
     perceived = np.zeros_like(scaled)  # [R, G(p), 2] posterior of the perceived gap and grade
     flat_scaled = scaled.transpose(1, 0, 2).reshape(n_g, -1)  # [G(p), R * 2]
@@ -810,6 +884,8 @@ def _m_step_shift(
     fa = fa + 1e-3
     fa /= fa.sum()
 
+    if sab_perceived is not None:
+        perceived = perceived + sab_perceived
     # the grade swap: the share of damaged-perceived reviews that reported the other grade
     grade_swap = state.grade_swap
     if grade_swap > 0.0:
@@ -831,4 +907,32 @@ def _m_step_shift(
 
     prior = q.sum(axis=0) + gap_prior_strength
     prior /= prior.sum()
-    return _ShiftState(np.log(conf), weights, fa, grade_swap), prior
+    return _ShiftState(np.log(conf), weights, fa, grade_swap, saboteurs), prior
+
+
+_SABOTEUR_CAP = 0.5  # at most half the crowd is taken for saboteurs
+
+
+def _m_step_saboteurs(
+    data: _Data,
+    q_review: np.ndarray,
+    per_gap_sab: np.ndarray,
+    scaled: np.ndarray,
+    scaled_inverted: np.ndarray,
+    sab: _Saboteurs,
+    false_alarm: np.ndarray,
+) -> tuple[_Saboteurs, np.ndarray]:
+    """Volunteer types from the evidence of all their reviews, and the saboteurs' pooled mixture.
+
+    The type posterior is the mean-field update: log-odds of being a saboteur = prior log-odds + the sum over
+    the volunteer's reviews of ``E_q[log P(answers | gap, saboteur) - log P(answers | gap, honest)]``, where
+    ``per_gap`` of the honest model cancels against the building posterior's own scale.
+
+    Returns:
+        the updated saboteur model and the saboteur reviews' posterior of perceived gap and grade ``[R, G, 2]``
+        (for the shared per-date confusion).
+    """
+    n_h, n_g = per_gap_sab.shape[0], data.n_dates + 1
+    # evidence per review: sum_{h,g,k} q(h,g,k) [log P_sab - log P_honest], honest part read back from the cache
+    # (the honest per_gap is reconstructed by the caller's cache: P_sab / P_honest via the stored ratio)
+    return _m_step_saboteurs_impl(data, q_review, per_gap_sab, scaled, scaled_inverted, sab, false_alarm, n_h, n_g)

@@ -37,6 +37,8 @@ class ChangePointBaseline:
         prior_damaged_at_start: share of the "no change" mass given to gap 0 instead of gap T.
         penalty_scale: multiplies the BIC penalty ``(F / 2 + 1) log n`` of a change.
         variance_floor: added to each statistic's residual variance, relative to its total variance.
+        bands: how many leading bands to use; 3 (R, G, B) is present for every sensor, while NIR is zero for
+            RGB-only dates and would look like a change.
     """
 
     min_valid: float = 0.5
@@ -44,10 +46,11 @@ class ChangePointBaseline:
     prior_damaged_at_start: float = 0.1
     penalty_scale: float = 1.0
     variance_floor: float = 0.05
+    bands: int = 3
 
     def statistics(self, chips: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """Per-date footprint statistics ``[B, T, 2C]`` from uint8 chips ``[B, T, C, H, W]`` and masks ``[B, H, W]``."""
-        x = torch.from_numpy(np.ascontiguousarray(chips)).float()
+        x = torch.from_numpy(np.ascontiguousarray(chips[:, :, : self.bands])).float()
         b, t, c, h, w = x.shape
         m = torch.from_numpy(np.ascontiguousarray(mask)).float()[:, None] / 255.0
         if self.downsample > 1:

@@ -39,7 +39,7 @@ import rasterio
 import shapely
 from affine import Affine
 from pyproj import Transformer
-from shapely import wkt
+from shapely import affinity, wkt
 
 from model.errors import InputProblem, LabelError, ModelError
 from model.timeline import utm_crs_for
@@ -253,7 +253,7 @@ def _import_scene(root: Path, name: str, folder: Path) -> XbdScene:
         for uid, (ll_poly, props) in lnglat.items():
             subtype = str(props.get("subtype", "")).strip().lower()
             if uid in xy and post_transform is not None:
-                geom = shapely.affinity.affine_transform(xy[uid][0], post_transform.to_shapely())
+                geom = affinity.affine_transform(xy[uid][0], post_transform.to_shapely())
             else:
                 geom = shapely.transform(
                     ll_poly, lambda c: np.column_stack(to_utm.transform(c[:, 0], c[:, 1]))

@@ -1,4 +1,4 @@
-"""Model commands: ``train``, ``evaluate``, ``promote`` and ``predict`` (MLflow tracking and registry).
+"""Model commands: ``train``, ``evaluate``, ``promote``, ``predict`` (MLflow tracking, registry), ``import-xbd``.
 
 Tracking goes where the Settings say (``STRIKETRACKER_MLFLOW_TRACKING_URI``; default a SQLite store with local
 artifacts under the work directory); ``mlflow ui --backend-store-uri <that URI>`` shows the runs.
@@ -175,9 +175,31 @@ def predict_command(
     typer.echo(f"{len(preds.building_ids)} posteriors by {ref.label} written to {folder}")
 
 
+def import_xbd_command(
+    root: Annotated[Path, typer.Argument(help="xBD split folder with images/ and labels/")],
+    out: Annotated[Path, typer.Option("--out", help="output folder, one sub-folder per scene")],
+    scene: Annotated[list[str] | None, typer.Option(help="import only these scenes (repeatable)")] = None,
+) -> None:
+    """Turn xBD pre/post images and JSON labels into 2-date timelines (GeoTIFFs, footprints, labels.csv)."""
+    from model.xbd import import_xbd
+
+    try:
+        scenes = import_xbd(root, out, scene or None)
+    except ModelError as exc:
+        raise _fail(exc) from None
+    for s in scenes:
+        for problem in s.problems:
+            _console.print(f"[yellow]skipped:[/yellow] {problem.message()}")
+        typer.echo(
+            f"{s.name}: {s.buildings} buildings ({s.labelled} labelled), {s.dates[0]} -> {s.dates[1]}, {s.crs}; "
+            f"next: striketracker ingest {s.folder} {s.folder / 'footprints.gpkg'} --out CACHE"
+        )
+
+
 def register(app: typer.Typer) -> None:
     """Attach the model commands to the root app."""
     app.command("train")(train)
     app.command("evaluate")(evaluate)
     app.command("promote")(promote)
     app.command("predict")(predict_command)
+    app.command("import-xbd")(import_xbd_command)

@@ -16,6 +16,7 @@ from pyproj import Transformer
 
 from model.chips import IngestParams, ingest
 from model.datamodule import GapLabels
+from model.training import run_cli
 from model.xbd import XbdError, fit_affine, import_xbd
 
 UTM = "EPSG:32637"
@@ -89,6 +90,23 @@ def test_import_writes_an_ingestible_two_date_timeline(xbd_root: Path, tmp_path:
     assert set(stack.building_ids) == {"a1", "b2", "c3", "d4"} and len(stack.dates) == 2
     gap = GapLabels.read_csv(scene.folder / "labels.csv", stack.dates)
     np.testing.assert_array_equal(gap.hard_gap(), [2, 1, 1])
+
+    config = Path(__file__).resolve().parents[2] / "experiments" / "configs" / "tiny.yaml"
+    result = run_cli(
+        [
+            "--config",
+            str(config),
+            "--data.cache",
+            str(tmp_path / "cache"),
+            "--data.labels",
+            str(scene.folder / "labels.csv"),
+            "--data.block_size_m",
+            "5",
+            "--trainer.fast_dev_run",
+            "true",
+        ]
+    )
+    assert result.task.trained_on["dates"] == ["2017-03-01", "2017-09-01"]
 
 
 def test_missing_image_is_a_clear_error_and_writes_nothing(xbd_root: Path, tmp_path: Path) -> None:
