@@ -296,6 +296,13 @@ class Store:
             session.add_all(BuildingRow(id=b, n_dates=n_dates, attributes=attributes or {}) for b in new)
         return len(new)
 
+    def building_attributes(self) -> dict[str, dict[str, Any]]:
+        """Building id -> the attributes it was registered with."""
+        with Session(self.engine) as session:
+            return {
+                b: dict(a or {}) for b, a in session.execute(select(BuildingRow.id, BuildingRow.attributes))
+            }
+
     def building_dates(self) -> dict[str, int]:
         """Building id -> its number of dates."""
         with Session(self.engine) as session:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from serving.commands import data, ingest, labelstudio, model, scenario
+from serving.commands import crowd, data, ingest, labelstudio, model, scenario
 
 __all__ = ["app"]
 
@@ -15,7 +15,7 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 
-for module in (data, scenario, labelstudio, ingest, model):
+for module in (data, scenario, labelstudio, ingest, model, crowd):
     module.register(app)
 
 
