@@ -333,12 +333,27 @@ class GapLabels:
         )
 
     def class_weights(self) -> np.ndarray:
-        """Per-row loss weights balancing damaged and intact buildings (mean 1)."""
-        intact = self.target[:, -1] / self.target.sum(axis=1) >= 0.5
+        """Per-row loss weights (mean 1): damaged and intact balanced, rare already-damaged buildings lifted.
+
+        Damaged and intact buildings count equally. Among damaged ones, buildings damaged before the first image
+        (gap 0) never change and must be recognised by appearance; they are rare, so they get up to
+        ``1/sqrt`` of their share (at most 3x the weight of a building damaged within the timeline), enough to
+        stop the network calling them intact without letting a handful of rows dominate the loss.
+        """
+        probs = self.target / self.target.sum(axis=1, keepdims=True)
+        intact = probs[:, -1] >= 0.5
+        before = ~intact & (probs[:, 0] >= 0.5)
         n = len(intact)
         n_intact = max(int(intact.sum()), 1)
         n_damaged = max(n - int(intact.sum()), 1)
         weights = np.where(intact, n / (2 * n_intact), n / (2 * n_damaged)).astype(np.float32)
+        n_before = int(before.sum())
+        if 0 < n_before < n_damaged:
+            lift = min(3.0, float(np.sqrt(n_damaged / n_before)))
+            damaged = ~intact
+            scaled = np.where(before, lift, 1.0)
+            scaled[damaged] *= damaged.sum() / scaled[damaged].sum()  # keep the damaged share unchanged
+            weights = weights * np.where(damaged, scaled, 1.0).astype(np.float32)
         return weights / weights.mean()
 
 

@@ -52,6 +52,19 @@ def test_class_weights_balance_damaged_and_intact() -> None:
     assert w[:3].sum() == pytest.approx(w[3])
 
 
+def test_class_weights_lift_rare_already_damaged_buildings() -> None:
+    # a-d intact (gap 4); e-m damaged within the timeline (gap 2); n damaged before the first image (gap 0).
+    n_intact, n_within = 4, 9
+    ids = [f"b{i}" for i in range(n_intact + n_within + 1)]
+    last = [3] * n_intact + [1] * n_within + [None]
+    first = [None] * n_intact + [2] * n_within + [0]
+    w = GapLabels.from_intervals(ids, last, first, n_dates=4).class_weights()
+    intact, within, before = w[:n_intact], w[n_intact:-1], w[-1]
+    assert intact.sum() == pytest.approx(within.sum() + before)  # damaged and intact still balanced
+    assert before == pytest.approx(3.0 * within[0])  # lifted by sqrt(10 / 1) capped at 3
+    assert w.mean() == pytest.approx(1.0)
+
+
 def test_empty_label_set_is_refused(tmp_path: Path) -> None:
     with pytest.raises(LabelError, match="empty"):
         GapLabels.from_intervals([], [], [], n_dates=3)
