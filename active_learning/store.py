@@ -299,9 +299,8 @@ class Store:
     def building_attributes(self) -> dict[str, dict[str, Any]]:
         """Building id -> the attributes it was registered with."""
         with Session(self.engine) as session:
-            return {
-                b: dict(a or {}) for b, a in session.execute(select(BuildingRow.id, BuildingRow.attributes))
-            }
+            rows = session.execute(select(BuildingRow.id, BuildingRow.attributes)).tuples().all()
+            return {str(b): dict(a or {}) for b, a in rows}
 
     def building_dates(self) -> dict[str, int]:
         """Building id -> its number of dates."""

@@ -12,12 +12,15 @@ measured on the other 95%. Arms, all on the same answers (``<arm>_accuracy_<k>``
   gap, ties to the median); both are reported, the better one is the fair baseline.
 - ``ds_reference``: crowd-kit's DawidSkene on (building-date, volunteer, state), the per-date posteriors then
   fitted to the best monotone gap (reference only; it cannot use gold or the gap structure).
-- ``ours``: active_learning.aggregation.GapDawidSkene with its default shift-kernel review model, crowd only;
+- ``ours``: active_learning.aggregation.GapDawidSkene with its defaults (shift-kernel review model, volunteer
+  types), crowd only;
   ``ours_per_date`` the per-date witness model (every answered date an independent draw);
   ``ours_difficulty`` the shift model with two latent difficulty levels per building; ``ours_nogold``
   without the expert clamp; ``ours_date_grade`` with damaged/destroyed mix-ups as independent per-date errors
   instead of one per-review grade swap (the model before the swap); ``ours_inversion`` with an extra
-  per-volunteer way of answering that swaps intact and damaged (sabotage).
+  per-volunteer way of answering that swaps intact and damaged (sabotage); ``ours_volunteer_types`` with a
+  latent honest/saboteur type per volunteer learned from all its reviews (Raykar and Yu 2012; the default, so
+  equal to ``ours``), ``ours_no_types`` without it (the default before).
 - ``ours_model``: with the non-learned change-point baseline (model.baseline on chips ingested into
   ``.work/chips/<preset>-<seed>``) as a gap witness; ``ours_simulated_detector``: with the old stand-in
   witness :func:`simulated_detector` (derived from the truth, not the imagery: an extra arm only).
@@ -390,6 +393,8 @@ def run(preset: str, seed: int, n_100k: int = 100_000, console: Console | None =
             "ours_nogold": fit(table, use_gold=False),
             "ours_date_grade": fit(table, review_grade_swap=False),
             "ours_inversion": fit(table, inversion=True),
+            "ours_volunteer_types": fit(table, volunteer_types=True),
+            "ours_no_types": fit(table, volunteer_types=False),
             "ours_model": (
                 fit(table, gap_witness=witness, model_weight=witness_weight)
                 if witness

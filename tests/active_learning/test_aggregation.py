@@ -244,10 +244,47 @@ def test_the_optional_inverted_answer_model_learns_a_saboteur() -> None:
             rows.append(Annotation(f"b{b}", f"h{v}", "simulated", path(gap), WHEN, f"h{b}-{v}"))
         flipped = tuple(D if s == IN else IN for s in path(gap))
         rows.append(Annotation(f"b{b}", "saboteur", "simulated", flipped, WHEN, f"s{b}"))
-    fit = GapDawidSkene(inversion=True).fit(annotations_to_table(rows), N_DATES)
+    # the per-review inverted component alone (with volunteer types the saboteur type explains these reviews)
+    fit = GapDawidSkene(inversion=True, volunteer_types=False).fit(annotations_to_table(rows), N_DATES)
     assert fit.kernel_names_[-1] == "inverted"
     weights = fit.kernel_weights_[0, :, -1]
     saboteur = list(fit.volunteer_ids_).index("saboteur")
     assert weights[saboteur] > 0.8
     assert np.delete(weights, saboteur).max() < 0.1
     assert "inverted" not in GapDawidSkene().fit(annotations_to_table(rows), N_DATES).kernel_names_
+
+
+def _inverter_crowd() -> tuple[list[Annotation], dict[str, int]]:
+    """Six honest volunteers and two who invert every review; on the last 20 buildings the inverters are two
+    of the three reviewers, and gaps run over the whole timeline (0 and N_DATES included)."""
+    rng = np.random.default_rng(21)
+    rows, truth = [], {}
+    for b in range(100):
+        gap = b % (N_DATES + 1) if b >= 80 else int(rng.integers(0, N_DATES + 1))
+        truth[f"b{b}"] = gap
+        honest = [f"h{v}" for v in rng.choice(6, size=3 if b < 80 else 1, replace=False)]
+        inverters = [f"s{b % 2}"] if b < 80 else ["s0", "s1"]
+        for v in honest:
+            rows.append(Annotation(f"b{b}", v, "simulated", path(gap), WHEN, f"{v}-{b}"))
+        flipped = tuple(D if s == IN else IN for s in path(gap))
+        for v in inverters:
+            rows.append(Annotation(f"b{b}", v, "simulated", flipped, WHEN, f"{v}-{b}"))
+    return rows, truth
+
+
+def test_volunteer_types_find_the_saboteurs_and_date_the_buildings_they_outvote() -> None:
+    rows, truth = _inverter_crowd()
+    table = annotations_to_table(rows)
+    fit = GapDawidSkene().fit(table, N_DATES)  # volunteer types are on by default
+    probs = dict(zip(fit.volunteer_ids_, fit.saboteur_probs_, strict=True))
+    assert min(probs["s0"], probs["s1"]) > 0.9
+    assert max(p for v, p in probs.items() if v.startswith("h")) < 0.1
+    assert fit.saboteur_kernel_names_[-1] == "inverted"
+    assert fit.saboteur_kernel_weights_[0, -1] > 0.5  # the saboteurs were learned to invert
+    assert fit.predict().to_dict() == truth  # the outvoted buildings included, intact and gap 0 alike
+    assert (GapDawidSkene(volunteer_types=False).fit(table, N_DATES).saboteur_probs_ == 0).all()
+
+
+def test_a_bad_saboteur_prior_is_refused(crowd_table) -> None:
+    with pytest.raises(AggregationError, match="saboteur_prior"):
+        GapDawidSkene(volunteer_types=True, saboteur_prior=1.0).fit(crowd_table, N_DATES)
