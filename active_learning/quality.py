@@ -47,6 +47,7 @@ class QualityThresholds:
         all_intact_share: careless when this share of its reviews of confidently damaged buildings say all intact.
         shift_share: adversarial when this share of its reviews of confident buildings is two or more images off.
         min_evidence: reviews of confident buildings needed before a pattern flag is raised.
+        saboteur_prob: adversarial when the aggregator's volunteer-level saboteur posterior reaches this.
     """
 
     interval: float = 0.9
@@ -56,6 +57,7 @@ class QualityThresholds:
     all_intact_share: float = 0.5
     shift_share: float = 0.5
     min_evidence: int = 3
+    saboteur_prob: float = 0.9
 
 
 def volunteer_report(
@@ -64,7 +66,7 @@ def volunteer_report(
     """One row per human volunteer (pseudonymous id), most answers first.
 
     Columns: ``volunteer_id, n_reviews, n_answers, accuracy, accuracy_lo, accuracy_hi, confusion_accuracy,
-    all_intact_share, large_shift_share, n_confident_reviews, flag`` (``flag``: ``careless``,
+    all_intact_share, large_shift_share, n_confident_reviews, saboteur_prob, flag`` (``flag``: ``careless``,
     ``adversarial`` or empty).
 
     Args:
@@ -111,13 +113,17 @@ def volunteer_report(
         ["all_intact_share", "large_shift_share"]
     ].fillna(0.0)
     report["n_confident_reviews"] = report["n_confident_reviews"].fillna(0).astype(int)
+    saboteur = dict(zip(fit.volunteer_ids_.tolist(), fit.saboteur_probs_.tolist(), strict=True))
+    report["saboteur_prob"] = report[COL_VOLUNTEER].map(saboteur).fillna(0.0).to_numpy()
 
     flags = []
     for row in report.itertuples(index=False):
         flag = ""
         enough = row.n_confident_reviews >= thresholds.min_evidence
-        if row.accuracy_hi < thresholds.adversarial_accuracy or (
-            enough and row.large_shift_share >= thresholds.shift_share
+        if (
+            row.accuracy_hi < thresholds.adversarial_accuracy
+            or row.saboteur_prob >= thresholds.saboteur_prob
+            or (enough and row.large_shift_share >= thresholds.shift_share)
         ):
             flag = FLAG_ADVERSARIAL
         elif row.accuracy_hi < thresholds.careless_accuracy or (

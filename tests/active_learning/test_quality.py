@@ -39,6 +39,8 @@ def test_report_flags_bad_volunteers_more_than_good_ones(tmp_path) -> None:
     assert (good.flag == "").mean() >= 0.9
     adversarial = report[report.kind == VolunteerKind.ADVERSARIAL]
     assert (adversarial.flag == FLAG_ADVERSARIAL).any()
+    # The aggregator's volunteer-level saboteur posterior separates adversarial from good volunteers.
+    assert adversarial.saboteur_prob.mean() > good.saboteur_prob.mean() + 0.5
     assert set(report.flag) <= {"", FLAG_CARELESS, FLAG_ADVERSARIAL}
     png = plot_report(report, tmp_path / "quality.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
