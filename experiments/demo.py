@@ -76,8 +76,7 @@ def run_demo(
 
     console.print("[bold]3/3[/bold] writing the preview and the summary")
     truth = load_truth(scenario_dir)
-    table_ = truth.buildings if "building_id" in truth.buildings.columns else truth.buildings.reset_index()
-    true_gaps = dict(zip(table_["building_id"].astype(str), table_["true_gap"].astype(int), strict=True))
+    true_gaps = truth.true_gaps()
     preview = write_preview(scenario_dir, root / "preview.png")
     chips_png = plot_chip_stacks(stack, root / "chips.png", true_gaps)
     n_dates = len(stack.dates)

@@ -12,6 +12,7 @@ import datetime as dt
 import itertools
 import re
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,7 +22,16 @@ from rasterio.warp import transform_bounds
 
 from model.errors import ImageryError, IngestWarning, InputProblem, exception_reason
 
-__all__ = ["Acquisition", "Timeline", "load_timeline", "parse_date", "utm_crs_for"]
+__all__ = ["Acquisition", "Timeline", "gap_interval", "load_timeline", "parse_date", "utm_crs_for"]
+
+
+def gap_interval(dates: Sequence[dt.date], gap: int) -> tuple[dt.date | None, dt.date | None]:
+    """Dates bounding ``gap`` on a timeline of ``dates``: (last date intact, first date damaged); None is open."""
+    if not 0 <= gap <= len(dates):
+        raise ValueError(f"gap {gap} out of range 0..{len(dates)}")
+    last_intact = dates[gap - 1] if gap >= 1 else None
+    first_damaged = dates[gap] if gap < len(dates) else None
+    return last_intact, first_damaged
 
 
 @dataclass(frozen=True)
@@ -81,12 +91,7 @@ class Timeline:
 
     def gap_interval(self, gap: int) -> tuple[dt.date | None, dt.date | None]:
         """Dates bounding a gap: (last date seen intact, first date seen damaged); None is open-ended."""
-        if not 0 <= gap <= self.n_dates:
-            raise ValueError(f"gap {gap} out of range 0..{self.n_dates}")
-        dates = self.dates
-        last_intact = dates[gap - 1] if gap >= 1 else None
-        first_damaged = dates[gap] if gap < self.n_dates else None
-        return last_intact, first_damaged
+        return gap_interval(self.dates, gap)
 
 
 # --- loading ---------------------------------------------------------------------------------------------------

@@ -139,10 +139,8 @@ def scenario_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveS
     work = tmp_path_factory.mktemp("scenario-service")
     generate("tiny", 0, work / "scenario", progress=False)
     stack = ingest(work / "scenario", work / "scenario" / "footprints.gpkg", work / "chips", warn=False)
-    truth = load_truth(work / "scenario").buildings
-    truth = truth if "building_id" in truth.columns else truth.reset_index()
     n = len(stack.dates)
-    gaps = dict(zip(truth["building_id"].astype(str), truth["true_gap"].astype(int), strict=True))
+    gaps = load_truth(work / "scenario").true_gaps()
     ids = sorted(stack.building_ids, key=lambda b: (not 3 <= gaps.get(b, -1) <= n - 3, b))
     settings = Settings(work_dir=work, webhook_secret=SecretStr(secrets.token_urlsafe(16)))
     live = LiveService(

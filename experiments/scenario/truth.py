@@ -53,6 +53,10 @@ class ScenarioTruth:
     def n_dates(self) -> int:
         return len(self.dates)
 
+    def true_gaps(self) -> dict[str, int]:
+        """Building id -> its true destruction gap."""
+        return dict(zip(self.buildings["building_id"], self.buildings["true_gap"].astype(int), strict=True))
+
 
 def _read(path: Path, columns: tuple[str, ...]) -> pd.DataFrame:
     if not path.is_file():

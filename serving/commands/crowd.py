@@ -144,12 +144,10 @@ def aggregate(
 
 
 def _interval(dates: list[str] | None, gap: int) -> tuple[dt.date | None, dt.date | None]:
-    """(last date intact, first date damaged) of a gap, or open ends where the dates are unknown."""
-    if not dates:
-        return None, None
-    last_intact = dt.date.fromisoformat(dates[gap - 1]) if gap >= 1 else None
-    first_damaged = dt.date.fromisoformat(dates[gap]) if gap < len(dates) else None
-    return last_intact, first_damaged
+    """The gap's date interval, or open ends for a building registered without its dates."""
+    from model.timeline import gap_interval
+
+    return gap_interval([dt.date.fromisoformat(d) for d in dates], gap) if dates else (None, None)
 
 
 def register(app: typer.Typer) -> None:

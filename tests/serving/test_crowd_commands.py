@@ -42,11 +42,9 @@ def test_simulate_then_aggregate_stores_posteriors_decisions_and_report(
     assert result.exit_code == 0, result.output
 
     store = Store.open(f"sqlite:///{tmp_path / 'striketracker.db'}")
-    truth = load_truth(scenario).buildings
-    truth = truth if "building_id" in truth.columns else truth.reset_index()
+    true_gap = load_truth(scenario).true_gaps()
     posteriors = store.latest_posteriors()
-    assert set(posteriors) == set(truth["building_id"].astype(str))
-    true_gap = dict(zip(truth["building_id"].astype(str), truth["true_gap"].astype(int), strict=True))
+    assert set(posteriors) == set(true_gap)
     correct = sum(p.map_gap == true_gap[b] for b, p in posteriors.items())
     assert correct / len(posteriors) > 0.6  # five reviews per building: the crowd mostly dates them right
     some = next(iter(posteriors.values()))
