@@ -2,9 +2,11 @@
 
 Temperature scaling (Guo et al., 2017, "On Calibration of Modern Neural Networks") divides the gap
 log-likelihood by one scalar fitted on validation data by minimising the negative log-likelihood of the labels;
-it changes confidences, never the MAP gap. The metrics score a posterior ``[N, T + 1]`` against true gaps:
-exact-gap and within-one-gap accuracy of the MAP, damaged-vs-intact AUC of P(g < T), expected calibration
-error of the MAP confidence (15 equal-width bins) and the mean width in days of the 90% credible interval.
+it changes confidences, never the MAP gap (though it can move a building across the one-half damage threshold of
+:func:`reported_gap`). The metrics score a posterior ``[N, T + 1]`` against true gaps: exact-gap and
+within-one-gap accuracy of the reported gap (:func:`reported_gap`: damage first, then its date), damaged-vs-intact
+AUC of P(g < T), expected calibration error of the reported gap's probability (15 equal-width bins) and the mean
+width in days of the 90% credible interval.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ __all__ = [
     "gap_nll",
     "plot_gap_errors",
     "plot_reliability",
+    "reported_gap",
 ]
 
 ECE_BINS = 15
@@ -152,13 +155,27 @@ def interval_width_days(lo: np.ndarray, hi: np.ndarray, dates: Sequence[dt.date]
     return end - start
 
 
+def reported_gap(probs: np.ndarray) -> np.ndarray:
+    """The gap the system reports for each posterior row ``[N, T + 1]`` (the last gap means intact).
+
+    Damage first, then its date: a building is reported damaged when its total probability of damage,
+    ``1 - p(intact)``, is at least one half, and then at its most probable damaged gap; otherwise intact. This
+    differs from the plain MAP only where the damage is likely but spread over several gaps, none of which alone
+    beats "intact": the MAP would call such a building intact although it most probably is not.
+    """
+    probs = np.asarray(probs)
+    t = probs.shape[1] - 1
+    damaged = probs[:, t] <= 0.5
+    return np.where(damaged, probs[:, :t].argmax(axis=1), t) if t > 0 else np.zeros(len(probs), np.int64)
+
+
 def dating_metrics(probs: np.ndarray, true_gap: np.ndarray, dates: Sequence[dt.date]) -> DatingMetrics:
     """Score posteriors ``[N, T + 1]`` against true gaps ``[N]`` (module docstring)."""
     probs = np.asarray(probs, dtype=np.float64)
     true_gap = np.asarray(true_gap, dtype=np.int64)
     t = probs.shape[1] - 1
-    pred = probs.argmax(axis=1)
-    confidence = probs.max(axis=1)
+    pred = reported_gap(probs)
+    confidence = np.take_along_axis(probs, pred[:, None], axis=1)[:, 0]
     lo, hi = credible_interval(torch.from_numpy(probs), 0.9)
     return DatingMetrics(
         exact_gap_accuracy=float((pred == true_gap).mean()),
@@ -171,15 +188,16 @@ def dating_metrics(probs: np.ndarray, true_gap: np.ndarray, dates: Sequence[dt.d
 
 
 def plot_reliability(probs: np.ndarray, true_gap: np.ndarray, path: Path, title: str = "") -> Path:
-    """Reliability diagram of the MAP confidence (PNG)."""
+    """Reliability diagram of the reported gap's probability (PNG)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     probs = np.asarray(probs)
-    confidence = probs.max(axis=1)
-    correct = probs.argmax(axis=1) == np.asarray(true_gap)
+    pred = reported_gap(probs)
+    confidence = np.take_along_axis(probs, pred[:, None], axis=1)[:, 0]
+    correct = pred == np.asarray(true_gap)
     which = np.clip((confidence * ECE_BINS).astype(int), 0, ECE_BINS - 1)
     centers, accs, counts = [], [], []
     for b in range(ECE_BINS):
@@ -194,7 +212,7 @@ def plot_reliability(probs: np.ndarray, true_gap: np.ndarray, path: Path, title:
     ax.plot(centers, accs, "-o", markersize=2)
     ece = expected_calibration_error(confidence, correct)
     ax.set(
-        xlabel="MAP confidence",
+        xlabel="probability of the reported gap",
         ylabel="accuracy (exact gap)",
         xlim=(0, 1),
         ylim=(0, 1),
@@ -209,13 +227,13 @@ def plot_reliability(probs: np.ndarray, true_gap: np.ndarray, path: Path, title:
 
 
 def plot_gap_errors(probs: np.ndarray, true_gap: np.ndarray, path: Path, title: str = "") -> Path:
-    """Histogram of MAP gap minus true gap (PNG)."""
+    """Histogram of reported gap minus true gap (PNG)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    error = np.asarray(probs).argmax(axis=1) - np.asarray(true_gap)
+    error = reported_gap(np.asarray(probs)) - np.asarray(true_gap)
     span = max(int(np.abs(error).max()) if len(error) else 1, 1)
     fig, ax = plt.subplots(figsize=(5, 3.5))
     ax.hist(error, bins=np.arange(-span - 0.5, span + 1.5).tolist(), color="tab:blue", edgecolor="white")

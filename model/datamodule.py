@@ -302,6 +302,30 @@ class GapLabels:
             snapshot_id=self.snapshot_id,
         )
 
+    def concat(self, other: GapLabels) -> GapLabels:
+        """These rows followed by ``other``'s (same timeline; block ids kept only when both carry them).
+
+        Raises:
+            DataMismatchError: the two label sets cover different numbers of gaps.
+            LabelError: a building appears in both.
+        """
+        if other.n_gaps != self.n_gaps:
+            raise DataMismatchError(
+                f"cannot combine labels over {self.n_gaps} and {other.n_gaps} gaps; they belong to other timelines"
+            )
+        blocks = (
+            self.block_ids + other.block_ids
+            if self.block_ids is not None and other.block_ids is not None
+            else None
+        )
+        return GapLabels(
+            building_ids=self.building_ids + other.building_ids,
+            target=np.concatenate([self.target, other.target]).astype(np.float32),
+            interval=np.concatenate([self.interval, other.interval]),
+            grade=np.concatenate([self.grade, other.grade]),
+            block_ids=blocks,
+        )
+
     def with_label_noise(self, epsilon: float) -> GapLabels:
         """Soft rows mixed with a uniform floor: ``(1 - epsilon) q + epsilon / G`` (interval rows unchanged).
 
@@ -470,7 +494,12 @@ class ChipDataModule(L.LightningDataModule):
         class_balance: weight the loss so damaged and intact buildings count equally.
         label_noise: uniform floor mixed into soft (crowd) label rows, see :meth:`GapLabels.with_label_noise`.
         expected_fingerprint: refuse a cache with another fingerprint (e.g. the one a model was trained on).
-        chip_arrays / gap_labels: in-memory data instead of paths (benchmarks, tests).
+        pseudo_labels: optional label CSV of *pseudo-labels* (e.g. a previous model's confident posteriors on
+            unlabelled buildings, :func:`model.predict.pseudo_labels`). They only ever join the training rows:
+            buildings that have a real label, or lie in a validation block, are dropped from them, so validation
+            and the temperature stay fitted on real labels.
+        pseudo_weight: loss weight of a pseudo-labelled building relative to a labelled one.
+        chip_arrays / gap_labels / pseudo_gap_labels: in-memory data instead of paths (benchmarks, tests).
     """
 
     def __init__(
@@ -485,11 +514,16 @@ class ChipDataModule(L.LightningDataModule):
         class_balance: bool = True,
         label_noise: float = 0.1,
         expected_fingerprint: str | None = None,
+        pseudo_labels: str | None = None,
+        pseudo_weight: float = 0.5,
         chip_arrays: ChipArrays | None = None,
         gap_labels: GapLabels | None = None,
+        pseudo_gap_labels: GapLabels | None = None,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters(ignore=["chip_arrays", "gap_labels"])
+        self.save_hyperparameters(ignore=["chip_arrays", "gap_labels", "pseudo_gap_labels"])
+        if not 0.0 < pseudo_weight <= 1.0:
+            raise LabelError(f"pseudo_weight must be in (0, 1], got {pseudo_weight}")
         self.cache = cache
         self.labels_path = labels
         self.val_fraction = val_fraction
@@ -502,8 +536,13 @@ class ChipDataModule(L.LightningDataModule):
         self.expected_fingerprint = expected_fingerprint
         self._chips = chip_arrays
         self._labels = gap_labels
+        self.pseudo_labels_path = pseudo_labels
+        self.pseudo_weight = pseudo_weight
+        self._pseudo = pseudo_gap_labels
         self.train_rows: np.ndarray | None = None
         self.val_rows: np.ndarray | None = None
+        self.pseudo: GapLabels | None = None
+        """The pseudo-labels kept for training (after :meth:`setup`), or None."""
 
     @property
     def chips(self) -> ChipArrays:
@@ -557,15 +596,64 @@ class ChipDataModule(L.LightningDataModule):
         self.positions = self.chips.positions(labels.building_ids)
         self.train_rows, self.val_rows = split_by_blocks(self.blocks(), self.val_fraction, self.seed)
         self.weights = labels.class_weights() if self.class_balance else np.ones(len(labels.building_ids))
+        self.pseudo = self._training_pseudo_labels(self.val_rows)
+
+    def _training_pseudo_labels(self, val_rows: np.ndarray) -> GapLabels | None:
+        """The pseudo-labels usable for training: not labelled for real, not near a validation building.
+
+        "Near" is the same ``block_size_m`` grid cell of chip origins as a validation building (whatever block
+        keys the labels carry), or, for a cache without origins, the same ``block_id``.
+        """
+        pseudo = self._pseudo
+        if pseudo is None and self.pseudo_labels_path is not None:
+            pseudo = GapLabels.read_csv(self.pseudo_labels_path, self.chips.dates)
+        if pseudo is None:
+            return None
+        if pseudo.n_gaps != self.chips.n_dates + 1:
+            raise DataMismatchError(
+                f"pseudo-labels have {pseudo.n_gaps} gaps but the chip cache has {self.chips.n_dates} dates; "
+                "they belong to another timeline"
+            )
+        origins = self.chips.origins
+        if origins is not None:
+            cells = spatial_blocks(origins, self.block_size_m)
+            near_val = np.isin(
+                cells[self.chips.positions(pseudo.building_ids)], cells[self.positions[val_rows]]
+            )
+        elif pseudo.block_ids is not None and self.labels.block_ids is not None:
+            near_val = np.isin(np.asarray(pseudo.block_ids), self.blocks()[val_rows])
+        else:
+            raise LabelError(
+                "the chip cache has no chip origins and the pseudo-labels no block_id column; add block_id to "
+                "the labels and the pseudo-labels"
+            )
+        labelled = np.isin(np.asarray(pseudo.building_ids), np.asarray(self.labels.building_ids))
+        keep = np.flatnonzero(~labelled & ~near_val)
+        return pseudo.subset(keep) if len(keep) else None
 
     def _dataset(self, rows: np.ndarray) -> ChipDataset:
         labels = self.training_labels.subset(rows)
         return ChipDataset(self.chips, self.positions[rows], labels, self.weights[rows])
 
+    def _train_dataset(self) -> ChipDataset:
+        """Labelled training rows, plus the kept pseudo-labels at ``pseudo_weight``."""
+        assert self.train_rows is not None
+        if self.pseudo is None:
+            return self._dataset(self.train_rows)
+        labels = self.training_labels.subset(self.train_rows)
+        pseudo = self.pseudo.with_label_noise(self.label_noise)
+        pseudo_weights = pseudo.class_weights() if self.class_balance else np.ones(len(pseudo.building_ids))
+        return ChipDataset(
+            self.chips,
+            np.concatenate([self.positions[self.train_rows], self.chips.positions(pseudo.building_ids)]),
+            labels.concat(pseudo),
+            np.concatenate([self.weights[self.train_rows], self.pseudo_weight * pseudo_weights]),
+        )
+
     def train_dataloader(self) -> DataLoader[dict[str, torch.Tensor]]:
         assert self.train_rows is not None
         return DataLoader(
-            self._dataset(self.train_rows),
+            self._train_dataset(),
             batch_size=self.batch_size,
             shuffle=True,
             num_workers=self.num_workers,

@@ -3,8 +3,13 @@
 Output folder (see docs/CONTRACTS.md, "Model posteriors")::
 
     OUT/
-      posteriors.csv   building_id, map_gap, confidence, ci90_lo, ci90_hi, entropy, bald, p_damaged,
-                       p_destroyed, last_intact_date, first_damaged_date, model_version, data_fingerprint
+      posteriors.csv   building_id, gap, gap_probability, map_gap, confidence, ci90_lo, ci90_hi, entropy, bald,
+                       p_damaged, p_destroyed, last_intact_date, first_damaged_date, model_version,
+                       data_fingerprint
+
+``gap`` is the reported gap (:func:`model.calibration.reported_gap`: damaged when P(damaged) >= 1/2, then the
+most probable damaged gap), and the two dates bound it; ``map_gap`` / ``confidence`` are the plain most probable
+gap and its probability.
       posteriors.npy   float32 [N, T + 1] gap probabilities, rows in posteriors.csv order
       meta.json        model_version, data_fingerprint, dates, mc_samples, temperature, created
 
@@ -17,7 +22,7 @@ import datetime as dt
 import json
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,12 +32,13 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from model.calibration import reported_gap
 from model.changepoint import credible_interval
-from model.datamodule import ChipArrays, ChipDataset
+from model.datamodule import ChipArrays, ChipDataset, GapLabels
 from model.errors import DataMismatchError
 from model.task import DatingTask
 
-__all__ = ["Predictions", "predict", "write_posteriors"]
+__all__ = ["Predictions", "predict", "pseudo_labels", "write_posteriors"]
 
 
 @dataclass(frozen=True)
@@ -108,6 +114,43 @@ def predict(
     )
 
 
+def pseudo_labels(
+    predictions: Predictions,
+    *,
+    min_confidence: float = 0.9,
+    exclude: Sequence[str] = (),
+    block_ids: Mapping[str, str] | None = None,
+) -> GapLabels | None:
+    """Soft labels from a model's confident posteriors, for self-training on unlabelled buildings.
+
+    A building qualifies when its most probable gap has at least ``min_confidence`` (the posteriors are
+    temperature-calibrated, so this is the expected share of right gaps) and it is not in ``exclude`` (buildings
+    with real labels). The target is the posterior itself, so the remaining doubt travels with the label; the
+    grade is the model's (destroyed when ``p_destroyed > 0.5``) for buildings it calls damaged. ``block_ids`` maps
+    buildings to spatial blocks when the real labels carry them (see ``ChipDataModule.pseudo_labels``).
+
+    Returns:
+        The pseudo-labels, or None when no building qualifies.
+    """
+    if not 0.0 < min_confidence <= 1.0:
+        raise ValueError(f"min_confidence must be in (0, 1], got {min_confidence}")
+    probs = predictions.probs
+    intact_gap = probs.shape[1] - 1
+    skip = set(exclude)
+    rows = [
+        i
+        for i, b in enumerate(predictions.building_ids)
+        if b not in skip and float(probs[i].max()) >= min_confidence
+    ]
+    if not rows:
+        return None
+    ids = [predictions.building_ids[i] for i in rows]
+    damaged = probs[rows].argmax(axis=1) < intact_gap
+    grade = np.where(damaged, (predictions.p_destroyed[rows] > 0.5).astype(np.int64), -1)
+    blocks = [block_ids[b] for b in ids] if block_ids is not None else None
+    return GapLabels.from_soft(ids, probs[rows], grade, blocks)
+
+
 def write_posteriors(
     predictions: Predictions,
     dates: Sequence[dt.date],
@@ -126,11 +169,14 @@ def write_posteriors(
     if probs.shape[1:] != (t + 1,):
         raise DataMismatchError(f"posteriors have {probs.shape[1]} gaps but the timeline has {t} dates")
     map_gap = probs.argmax(axis=1)
+    gap = reported_gap(probs)
     lo, hi = credible_interval(torch.from_numpy(probs.astype(np.float64)), 0.9)
     iso = [d.isoformat() for d in dates]
     frame = pd.DataFrame(
         {
             "building_id": predictions.building_ids,
+            "gap": gap,
+            "gap_probability": np.take_along_axis(probs, gap[:, None], axis=1)[:, 0],
             "map_gap": map_gap,
             "confidence": probs.max(axis=1),
             "ci90_lo": lo.numpy(),
@@ -139,8 +185,8 @@ def write_posteriors(
             "bald": predictions.bald,
             "p_damaged": 1.0 - probs[:, t],
             "p_destroyed": predictions.p_destroyed,
-            "last_intact_date": [iso[g - 1] if g >= 1 else "" for g in map_gap],
-            "first_damaged_date": [iso[g] if g < t else "" for g in map_gap],
+            "last_intact_date": [iso[g - 1] if g >= 1 else "" for g in gap],
+            "first_damaged_date": [iso[g] if g < t else "" for g in gap],
             "model_version": model_version,
             "data_fingerprint": data_fingerprint,
         }

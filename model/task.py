@@ -47,6 +47,13 @@ class DatingTask(L.LightningModule):
         grade_weight: weight of the final-grade loss.
         mc_samples: Monte-Carlo dropout samples at prediction (1 = deterministic).
         augment: random flips / quarter turns of whole timelines and per-date gain while training.
+        shift_px: training augmentation: every date's chip is shifted by up to this many pixels against the
+            footprint (misregistration and off-nadir lean differ from date to date).
+        date_dropout: training augmentation: each date is hidden (validity 0) with this probability, as a cloud
+            would hide it.
+        crop_prob: training augmentation: with this probability a timeline loses a random run of leading or
+            trailing dates (hidden, targets unchanged), so the network meets buildings already damaged at their
+            first visible image and change at their last one, whatever the acquisition schedule.
         tta: Monte-Carlo samples also cycle through the four quarter turns of the chips (test-time
             augmentation inside the predictive ensemble; the encoder then runs up to four times).
     """
@@ -72,6 +79,9 @@ class DatingTask(L.LightningModule):
         grade_weight: float = 0.2,
         mc_samples: int = 8,
         augment: bool = True,
+        shift_px: int = 2,
+        date_dropout: float = 0.1,
+        crop_prob: float = 0.3,
         tta: bool = True,
     ) -> None:
         super().__init__()
@@ -141,7 +151,9 @@ class DatingTask(L.LightningModule):
             grade = self.grade_loss(out.grade_logits[graded], batch["grade"][graded])
             loss = loss + self.hparams["grade_weight"] * grade.mean()
         with torch.no_grad():
-            pred = log_post.argmax(dim=-1)
+            # The reported gap (model.calibration.reported_gap): damaged when P(damaged) >= 1/2, then its date.
+            damaged = log_post[:, -1].exp() <= 0.5
+            pred = torch.where(damaged, log_post[:, :-1].argmax(dim=-1), log_post.shape[1] - 1)
             allowed = target > 0
             hard = torch.where(
                 interval, target.shape[1] - 1 - allowed.flip(-1).float().argmax(dim=-1), target.argmax(dim=-1)
@@ -161,6 +173,12 @@ class DatingTask(L.LightningModule):
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         if self.hparams["augment"]:
             batch = augment(batch)
+            batch = augment_timeline(
+                batch,
+                shift_px=int(self.hparams.get("shift_px", 0)),
+                date_dropout=float(self.hparams.get("date_dropout", 0.0)),
+                crop_prob=float(self.hparams.get("crop_prob", 0.0)),
+            )
         return self.shared_step(batch, "train")
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
@@ -243,3 +261,39 @@ def augment(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     gain = torch.empty(chips.shape[:2] + (1, 1, 1)).uniform_(0.85, 1.15)
     chips = (chips.float() * gain).clamp(0, 255).to(torch.uint8)
     return {**batch, "chips": chips, "mask": mask}
+
+
+def augment_timeline(
+    batch: dict[str, torch.Tensor], *, shift_px: int = 0, date_dropout: float = 0.0, crop_prob: float = 0.0
+) -> dict[str, torch.Tensor]:
+    """Per-date misregistration, dates hidden as by clouds, and leading or trailing dates cut off.
+
+    Hidden dates get validity 0: the network masks them out of attention and the change-point likelihood gives
+    them no weight, so the gap target stays valid as it is (the posterior spreads evenly over the gaps the hidden
+    dates cannot tell apart, and the label's likelihood sums over them). At least two dates stay visible.
+    """
+    chips, valid = batch["chips"], batch["valid"]
+    b, t = valid.shape
+    if shift_px > 0:
+        offsets = torch.randint(-shift_px, shift_px + 1, (b, t, 2))
+        shifted = torch.empty_like(chips)
+        for i in range(b):
+            for j in range(t):
+                dy, dx = int(offsets[i, j, 0]), int(offsets[i, j, 1])
+                shifted[i, j] = torch.roll(chips[i, j], (dy, dx), dims=(-2, -1))
+        chips = shifted
+    keep = torch.ones(b, t, dtype=torch.bool)
+    if date_dropout > 0:
+        keep &= torch.rand(b, t) >= date_dropout
+    if crop_prob > 0 and t > 2:
+        cut = torch.rand(b) < crop_prob
+        length = torch.randint(1, max(t // 2, 1) + 1, (b,))
+        front = torch.rand(b) < 0.5
+        index = torch.arange(t)[None]
+        hide_front = cut[:, None] & front[:, None] & (index < length[:, None])
+        hide_back = cut[:, None] & ~front[:, None] & (index >= t - length[:, None])
+        keep &= ~(hide_front | hide_back)
+    seen = (valid > 0) & keep
+    too_few = seen.sum(dim=1) < 2
+    keep[too_few] = True
+    return {**batch, "chips": chips, "valid": valid * keep.to(valid.dtype)}

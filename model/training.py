@@ -28,12 +28,12 @@ from model.calibration import (
     plot_gap_errors,
     plot_reliability,
 )
-from model.datamodule import ChipDataModule
-from model.predict import predict
+from model.datamodule import ChipDataModule, GapLabels
+from model.predict import predict, pseudo_labels
 from model.registry import TRAINING_EXPERIMENT, ModelRef, Tracking, log_training_run
 from model.task import DatingTask
 
-__all__ = ["TrainResult", "finish_training", "make_cli", "run_cli"]
+__all__ = ["SelfTrainResult", "TrainResult", "finish_training", "make_cli", "run_cli", "self_train"]
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,7 @@ class TrainResult:
         temperature: the fitted temperature.
         model: the registered version (None without tracking).
         train_buildings: labelled buildings trained on (validation blocks excluded).
+        data: the data module it was trained on.
     """
 
     task: DatingTask
@@ -53,6 +54,24 @@ class TrainResult:
     temperature: float
     model: ModelRef | None
     train_buildings: int = 0
+    data: ChipDataModule | None = None
+
+
+@dataclass(frozen=True)
+class SelfTrainResult:
+    """The two rounds of :func:`self_train`.
+
+    Attributes:
+        first: the model trained on the real labels only (not registered).
+        final: the model trained on real labels plus pseudo-labels (registered when tracking is given), or
+            ``first`` when no building qualified for a pseudo-label.
+        pseudo: the pseudo-labels written (all qualifying buildings; the data module drops those near
+            validation buildings), or None.
+    """
+
+    first: TrainResult
+    final: TrainResult
+    pseudo: GapLabels | None
 
 
 def make_cli(args: Sequence[str], trainer_defaults: dict[str, Any] | None = None) -> LightningCLI:
@@ -73,6 +92,7 @@ def run_cli(
     tracking: Tracking | None = None,
     run_name: str | None = None,
     callbacks: Sequence[L.Callback] = (),
+    artifacts: Sequence[tuple[str, Path]] = (),
 ) -> TrainResult:
     """Parse LightningCLI ``args``, train, calibrate and (with ``tracking``) log and register the model.
 
@@ -81,6 +101,7 @@ def run_cli(
         tracking: MLflow location; None trains without logging or registering.
         run_name: MLflow run name.
         callbacks: extra Lightning callbacks (e.g. timers) added to the configured trainer.
+        artifacts: extra ``(folder, file)`` artifacts for the MLflow run (e.g. the pseudo-labels used).
     """
     defaults: dict[str, Any] = {"logger": False}
     if tracking is not None:
@@ -100,7 +121,13 @@ def run_cli(
     run_id = trainer.logger.run_id if isinstance(trainer.logger, MLFlowLogger) else None
     config = {k: v for k, v in cli.config.as_dict().items() if k in ("model", "data", "trainer")}
     return finish_training(
-        task, data, tracking=tracking, run_id=run_id, params=_flatten(config), run_name=run_name
+        task,
+        data,
+        tracking=tracking,
+        run_id=run_id,
+        params=_flatten(config),
+        run_name=run_name,
+        artifacts=artifacts,
     )
 
 
@@ -112,6 +139,7 @@ def finish_training(
     run_id: str | None = None,
     params: dict[str, Any] | None = None,
     run_name: str | None = None,
+    artifacts: Sequence[tuple[str, Path]] = (),
 ) -> TrainResult:
     """Fit the temperature on validation, score, plot, and log + register when ``tracking`` is given."""
     data.setup("fit")
@@ -136,20 +164,26 @@ def finish_training(
         "label_snapshot": labels.snapshot_id,
         "dates": [d.isoformat() for d in chips.dates],
     }
+    if data.pseudo is not None:
+        task.trained_on["pseudo_label_snapshot"] = data.pseudo.snapshot_id
+        task.trained_on["pseudo_labelled_buildings"] = len(data.pseudo.building_ids)
     ref = None
     if tracking is not None:
         with tempfile.TemporaryDirectory() as tmp:
-            artifacts: dict[str, Path] = {}
+            plots: dict[str, Path] = {}
             if metrics is not None:
                 truth = val_labels.hard_gap()
-                artifacts["plots"] = Path(tmp) / "plots"
-                plot_reliability(calibrated.probs, truth, artifacts["plots"] / "reliability.png")
-                plot_gap_errors(calibrated.probs, truth, artifacts["plots"] / "gap_errors.png")
+                plots["plots"] = Path(tmp) / "plots"
+                plot_reliability(calibrated.probs, truth, plots["plots"] / "reliability.png")
+                plot_gap_errors(calibrated.probs, truth, plots["plots"] / "gap_errors.png")
             logged = {
                 **(params or {}),
                 "temperature": temperature,
                 "train_buildings": 0 if data.train_rows is None else len(data.train_rows),
             }
+            if data.pseudo is not None:
+                logged["pseudo_label_snapshot"] = data.pseudo.snapshot_id
+                logged["pseudo_labelled_buildings"] = len(data.pseudo.building_ids)
             ref = log_training_run(
                 task,
                 tracking,
@@ -158,14 +192,54 @@ def finish_training(
                 data_fingerprint=chips.fingerprint,
                 label_snapshot=labels.snapshot_id,
                 chip_size=int(chips.chips.shape[-1]),
-                artifacts=_dirs(artifacts),
+                artifacts=[*_dirs(plots), *artifacts],
                 run_id=run_id,
                 run_name=run_name,
             )
     n_train = 0 if data.train_rows is None else len(data.train_rows)
     return TrainResult(
-        task=task, val_metrics=metrics, temperature=temperature, model=ref, train_buildings=n_train
+        task=task, val_metrics=metrics, temperature=temperature, model=ref, train_buildings=n_train, data=data
     )
+
+
+def self_train(
+    args: Sequence[str],
+    pseudo_csv: str | Path,
+    *,
+    min_confidence: float = 0.9,
+    tracking: Tracking | None = None,
+    run_name: str | None = None,
+    callbacks: Sequence[L.Callback] = (),
+) -> SelfTrainResult:
+    """Two rounds of training: real labels, then real labels plus the first model's confident pseudo-labels.
+
+    The first model (trained on ``args`` as :func:`run_cli` would, not registered) predicts every building of the
+    chip cache; the unlabelled ones whose most probable gap has at least ``min_confidence`` become soft
+    pseudo-labels (:func:`model.predict.pseudo_labels`), written to ``pseudo_csv``; a fresh model then trains on
+    both (``--data.pseudo_labels``, which keeps pseudo-labels away from the validation blocks), is calibrated on
+    real labels only, and is logged with the pseudo-label CSV as an artifact and registered as ``candidate``.
+    Self-training lets the network see the whole city's variety (sensors, shadows, damage types) rather than
+    the labelled share only, at the price of one more training run.
+
+    Args:
+        callbacks: Lightning callbacks of the first round (e.g. epoch timers).
+    """
+    first = run_cli(args, tracking=None, run_name=run_name, callbacks=callbacks)
+    assert first.data is not None
+    chips, labels = first.data.chips, first.data.labels
+    everyone = predict(first.task, chips, progress=True)
+    pseudo = pseudo_labels(everyone, min_confidence=min_confidence, exclude=labels.building_ids)
+    if pseudo is None:
+        final = run_cli(args, tracking=tracking, run_name=run_name) if tracking is not None else first
+        return SelfTrainResult(first=first, final=final, pseudo=None)
+    path = pseudo.write_csv(pseudo_csv, chips.dates)
+    final = run_cli(
+        [*args, "--data.pseudo_labels", str(path)],
+        tracking=tracking,
+        run_name=run_name,
+        artifacts=[("pseudo_labels", path)],
+    )
+    return SelfTrainResult(first=first, final=final, pseudo=pseudo)
 
 
 def _dirs(artifacts: dict[str, Path]) -> list[tuple[str, Path]]:

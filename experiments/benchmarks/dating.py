@@ -39,6 +39,7 @@ from model.datamodule import GRADES, ChipArrays, GapLabels
 from model.predict import predict
 from model.registry import Tracking
 from model.training import run_cli
+from model.training import self_train as run_self_train
 
 __all__ = ["main", "run"]
 
@@ -47,6 +48,7 @@ CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 LABEL_SHARE = 0.3
 REVIEWS = 3
 POOL_SIZE = 200
+PSEUDO_CONFIDENCE = 0.9
 TARGETS = {
     "exact_gap_accuracy": 0.90,
     "within1_gap_accuracy": 0.97,
@@ -120,6 +122,7 @@ def run(
     config: Path | None = None,
     max_epochs: int | None = None,
     console: Console | None = None,
+    self_train: bool = False,
 ) -> dict[str, Any]:
     """Train on seed ``seed``, evaluate on seed ``seed + 1``; returns the figures."""
     console = console or Console()
@@ -138,25 +141,42 @@ def run(
     config = config or CONFIGS / f"{preset}.yaml"
     if not config.is_file():
         config = CONFIGS / "tiny.yaml"
-    timer = EpochTimer()
-    args = [
-        "--config",
-        str(config),
-        "--data.cache",
-        str(work / "chips" / f"{preset}-{seed}"),
-        "--data.labels",
-        str(labels_csv),
-        "--trainer.enable_progress_bar",
-        "false",
-    ]
+    base_args = ["--config", str(config), "--data.cache", str(work / "chips" / f"{preset}-{seed}")]
+    base_args += ["--trainer.enable_progress_bar", "false"]
     if max_epochs is not None:
-        args += ["--trainer.max_epochs", str(max_epochs)]
+        base_args += ["--trainer.max_epochs", str(max_epochs)]
+
+    # Arm 1: the crowd labels only (what `striketracker train` does by default). Arm 2, with --self-train:
+    # the first model pseudo-labels the unlabelled buildings of the training scenario it is sure of and a fresh
+    # model trains on both (model.training.self_train, `striketracker train --self-train`); its figures become
+    # the headline ones and arm 1's are kept under crowd_only_*.
+    timer = EpochTimer()
+    train_args = [*base_args, "--data.labels", str(labels_csv)]
     started = time.perf_counter()
-    result = run_cli(args, tracking=tracking, run_name=f"dating-{preset}-{seed}", callbacks=[timer])
+    pseudo_count = 0
+    if self_train:
+        rounds = run_self_train(
+            train_args,
+            bench / "pseudo_labels.csv",
+            min_confidence=PSEUDO_CONFIDENCE,
+            tracking=tracking,
+            run_name=f"dating-{preset}-{seed}",
+            callbacks=[timer],
+        )
+        crowd_only, result = rounds.first, rounds.final
+        pseudo_count = (
+            0
+            if rounds.final.data is None or rounds.final.data.pseudo is None
+            else len(rounds.final.data.pseudo.building_ids)
+        )
+        console.print(f"self-training: {pseudo_count} pseudo-labelled buildings in the second round")
+    else:
+        result = run_cli(train_args, tracking=tracking, run_name=f"dating-{preset}-{seed}", callbacks=[timer])
+        crowd_only = result
     train_seconds = time.perf_counter() - started
-    task = result.task
-    n_train_chips = result.train_buildings * train_chips.n_dates
+    n_train_chips = crowd_only.train_buildings * train_chips.n_dates
     epoch_s = float(np.median(timer.seconds)) if timer.seconds else float("nan")
+    task = result.task
 
     truth = pd.read_csv(eval_scenario / "truth.csv", dtype={"building_id": str})
     truth = truth[truth["building_id"].isin(set(eval_chips.building_ids))]
@@ -167,12 +187,23 @@ def run(
     preds = predict(task, eval_chips, rows, progress=True)
     deterministic = predict(task, eval_chips, rows, mc_samples=1, progress=False)
     model = dating_metrics(preds.probs, true_gap, eval_chips.dates)
+    crowd_only_metrics = model
+    if crowd_only is not result:
+        crowd_only_preds = predict(crowd_only.task, eval_chips, rows, progress=False)
+        crowd_only_metrics = dating_metrics(crowd_only_preds.probs, true_gap, eval_chips.dates)
 
     t0 = time.perf_counter()
     base_probs = ChangePointBaseline().predict(eval_chips, rows)
     base_seconds = time.perf_counter() - t0
     base = dating_metrics(base_probs, true_gap, eval_chips.dates)
 
+    errors = truth.assign(
+        map_gap=preds.probs.argmax(axis=1),
+        confidence=preds.probs.max(axis=1),
+        p_damaged=1.0 - preds.probs[:, -1],
+        baseline_map_gap=base_probs.argmax(axis=1),
+    )
+    errors.to_csv(bench / "eval_predictions.csv", index=False)
     plots = [
         plot_reliability(preds.probs, true_gap, bench / "reliability.png", "model reliability (unseen seed)"),
         plot_gap_errors(preds.probs, true_gap, bench / "gap_errors.png", "model gap error (unseen seed)"),
@@ -202,6 +233,8 @@ def run(
         "train_chips_per_s": n_train_chips / epoch_s if epoch_s > 0 else float("nan"),
         "train_epoch_s_600x15": 600 * 15 / (n_train_chips / epoch_s) if epoch_s > 0 else float("nan"),
         "train_total_s": train_seconds,
+        **crowd_only_metrics.as_dict("crowd_only_"),
+        "pseudo_labelled_buildings": pseudo_count,
         "temperature": result.temperature,
         "val_exact_gap_accuracy": result.val_metrics.exact_gap_accuracy
         if result.val_metrics
@@ -273,6 +306,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--max-epochs", type=int, default=None)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--no-mlflow", action="store_true")
+    parser.add_argument(
+        "--self-train",
+        action="store_true",
+        help="add the self-training arm: a second model on crowd labels plus the first's confident pseudo-labels",
+    )
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -288,6 +326,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         config=args.config,
         max_epochs=args.max_epochs,
         console=console,
+        self_train=args.self_train,
     )
     print_table(figures, console)
     if args.json:

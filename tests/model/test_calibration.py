@@ -52,3 +52,20 @@ def test_plots_are_written(tmp_path: Path, rng: np.random.Generator) -> None:
     gaps = rng.integers(0, 5, size=20)
     assert plot_reliability(probs, gaps, tmp_path / "r.png").stat().st_size > 1000
     assert plot_gap_errors(probs, gaps, tmp_path / "e.png").stat().st_size > 1000
+
+
+def test_reported_gap_calls_likely_but_spread_damage_damaged() -> None:
+    from model.calibration import reported_gap
+
+    probs = np.array(
+        [
+            [0.2, 0.2, 0.2, 0.4],  # damage 0.6 spread over gaps: MAP says intact, reported: damaged at gap 0
+            [0.1, 0.1, 0.2, 0.6],  # damage 0.4: intact
+            [0.05, 0.7, 0.05, 0.2],  # clear: gap 1
+            [0.0, 0.0, 0.5, 0.5],  # a tie at one half counts as damaged
+        ]
+    )
+    assert list(reported_gap(probs)) == [0, 3, 1, 2]
+    assert list(probs.argmax(axis=1)) == [3, 3, 1, 2]
+    metrics = dating_metrics(probs, np.array([0, 3, 1, 2]), [dt.date(2017, 1, d) for d in (1, 2, 3)])
+    assert metrics.exact_gap_accuracy == 1.0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from pathlib import Path
 
@@ -146,3 +147,60 @@ def test_label_noise_floors_soft_rows_only() -> None:
     np.testing.assert_array_equal(interval.with_label_noise(0.3).target, interval.target)
     with pytest.raises(LabelError, match="label_noise must be in"):
         soft.with_label_noise(1.0)
+
+
+def _split_labels(arrays: ChipArrays, gaps: np.ndarray, labelled: int) -> tuple[GapLabels, GapLabels]:
+    """Real labels for the first ``labelled`` buildings and pseudo-labels for all of them (blocks by index)."""
+    every = exact_labels(arrays, gaps, blocks=6)
+    return every.subset(np.arange(labelled)), every
+
+
+def test_pseudo_labels_join_training_only_away_from_validation_buildings(
+    rng: np.random.Generator, tmp_path: Path
+) -> None:
+    arrays, gaps = synthetic_chips(rng, n=36, n_dates=4, size=8)  # origins 100 m apart on a line
+    labels, everyone = _split_labels(arrays, gaps, labelled=18)
+    csv = everyone.write_csv(tmp_path / "pseudo.csv", arrays.dates)
+    data = ChipDataModule(chip_arrays=arrays, gap_labels=labels, pseudo_labels=str(csv), pseudo_weight=0.25)
+    data.setup("fit")
+    assert data.pseudo is not None and data.val_rows is not None and data.train_rows is not None
+    assert arrays.origins is not None
+    cell = {b: int(x // 200) for b, x in zip(arrays.building_ids, arrays.origins[:, 0], strict=True)}
+    val_cells = {cell[labels.building_ids[i]] for i in data.val_rows}
+    kept = set(data.pseudo.building_ids)
+    assert not kept & set(labels.building_ids)  # a real label always wins
+    assert kept == {b for b in everyone.building_ids[18:] if cell[b] not in val_cells}
+    dataset = data.train_dataloader().dataset
+    assert len(dataset) == len(data.train_rows) + len(kept)
+    weights = np.array([float(dataset[i]["weight"]) for i in range(len(dataset))])
+    assert weights[len(data.train_rows) :].mean() < weights[: len(data.train_rows)].mean()
+    assert len(data.val_dataloader().dataset) == len(data.val_rows)  # validation sees real labels only
+
+
+def test_pseudo_labels_need_blocks_when_the_cache_has_no_origins(rng: np.random.Generator) -> None:
+    arrays, gaps = synthetic_chips(rng, n=12, n_dates=4, size=8)
+    arrays = dataclasses.replace(arrays, origins=None)
+    labels, everyone = _split_labels(arrays, gaps, labelled=6)
+    no_blocks = GapLabels(everyone.building_ids, everyone.target, everyone.interval, everyone.grade)
+    data = ChipDataModule(chip_arrays=arrays, gap_labels=labels, pseudo_gap_labels=no_blocks)
+    with pytest.raises(LabelError, match="block_id"):
+        data.setup("fit")
+    data = ChipDataModule(chip_arrays=arrays, gap_labels=labels, pseudo_gap_labels=everyone)
+    data.setup("fit")
+    assert data.pseudo is not None and not set(data.pseudo.building_ids) & set(labels.building_ids)
+
+
+def test_pseudo_labels_from_another_timeline_are_refused(rng: np.random.Generator) -> None:
+    arrays, gaps = synthetic_chips(rng, n=12, n_dates=4, size=8)
+    labels, _ = _split_labels(arrays, gaps, labelled=6)
+    other, other_gaps = synthetic_chips(rng, n=12, n_dates=5, size=8)
+    data = ChipDataModule(
+        chip_arrays=arrays, gap_labels=labels, pseudo_gap_labels=exact_labels(other, other_gaps)
+    )
+    with pytest.raises(DataMismatchError, match="pseudo-labels have 6 gaps"):
+        data.setup("fit")
+
+
+def test_pseudo_weight_outside_unit_interval_is_refused() -> None:
+    with pytest.raises(LabelError, match="pseudo_weight"):
+        ChipDataModule(pseudo_weight=0.0)

@@ -84,3 +84,33 @@ def test_train_with_an_empty_label_file_fails_clearly(setup: dict[str, str], tmp
     )
     assert result.exit_code == 1
     assert "empty" in result.output
+
+
+def test_self_training_logs_its_pseudo_labels_with_the_registered_model(
+    rng: np.random.Generator, tmp_path: Path
+) -> None:
+    import mlflow
+
+    torch.set_num_threads(1)
+    arrays, gaps = synthetic_chips(rng, n=24, n_dates=4, size=16)
+    cache = write_cache(arrays, tmp_path / "cache")
+    half = exact_labels(arrays, gaps, blocks=6).subset(np.arange(12))  # buildings 12..23 are unlabelled
+    labels = half.write_csv(tmp_path / "labels.csv", arrays.dates)
+    work = tmp_path / "work"
+    args = ["train", "--config", str(CONFIG), "--cache", str(cache), "--labels", str(labels)]
+    result = CliRunner().invoke(
+        app, [*args, "--max-epochs", "1", "--self-train", "--min-confidence", "0.01", "--work-dir", str(work)]
+    )
+    assert result.exit_code == 0, result.output
+    assert "self-training: 12 pseudo-labelled buildings" in result.output
+    pseudo = pd.read_csv(work / "pseudo_labels" / "labels.csv", dtype={"building_id": str})
+    assert set(pseudo["building_id"]) == set(arrays.building_ids[12:])
+    assert "registered striketracker-dating/1 as candidate" in result.output
+
+    client = mlflow.MlflowClient(f"sqlite:///{work.resolve() / 'mlflow.db'}")
+    version = client.get_model_version("striketracker-dating", "1")
+    run = client.get_run(version.run_id)
+    assert int(run.data.params["pseudo_labelled_buildings"]) > 0  # those away from the validation blocks
+    assert [a.path for a in client.list_artifacts(version.run_id, "pseudo_labels")] == [
+        "pseudo_labels/labels.csv"
+    ]
