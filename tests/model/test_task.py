@@ -59,7 +59,9 @@ def test_training_learns_the_gap_of_synthetic_timelines(rng: np.random.Generator
     task = DatingTask(input_size=16, width=8, embed_dim=16, d_model=16, heads=2, layers=1, lr=1e-2)
     trainer = _trainer(10)
     trainer.fit(task, datamodule=data)
-    metrics = trainer.callback_metrics  # train_* is scored on augmented timelines (hidden dates), val_* is not
+    metrics = (
+        trainer.callback_metrics
+    )  # train_* is scored on augmented timelines (hidden dates), val_* is not
     assert float(metrics["val_exact"]) >= 0.8
     assert float(metrics["val_within1"]) >= 0.8
 
