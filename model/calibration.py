@@ -63,8 +63,10 @@ def fit_temperature(
     """The temperature minimising validation NLL of ``gap_posterior(gap_loglik / temperature)``.
 
     ``gap_loglik`` is ``[N, G]``, or ``[S, N, G]`` for S Monte-Carlo dropout samples, whose tempered posteriors
-    are averaged exactly as prediction averages them. A golden-section search over log-temperature (the NLL is
-    smooth and unimodal in practice); 1.0 when there is nothing to fit.
+    are averaged exactly as prediction averages them. With soft labels that carry a noise floor the NLL can have
+    two minima (a moderate temperature, and a very sharp posterior whose disagreements the floor makes cheap), so
+    the search is global: a grid over log-temperature, then a golden-section refinement around the best grid
+    point. 1.0 when there is nothing to fit.
     """
     if gap_loglik.shape[-2] == 0:
         return 1.0
@@ -78,11 +80,14 @@ def fit_temperature(
         post = torch.logsumexp(gap_posterior(loglik / float(np.exp(log_t))), dim=0) - log_s
         return float(gap_nll(post, target, interval).mean())
 
-    lo, hi = np.log(bounds[0]), np.log(bounds[1])
+    grid = np.linspace(np.log(bounds[0]), np.log(bounds[1]), 41)
+    losses = [loss(float(x)) for x in grid]
+    best_i = int(np.argmin(losses))
+    lo, hi = grid[max(best_i - 1, 0)], grid[min(best_i + 1, len(grid) - 1)]
     ratio = (np.sqrt(5) - 1) / 2
     a, b = hi - ratio * (hi - lo), lo + ratio * (hi - lo)
     fa, fb = loss(a), loss(b)
-    for _ in range(60):
+    for _ in range(30):
         if fa < fb:
             hi, b, fb = b, a, fa
             a = hi - ratio * (hi - lo)
@@ -91,8 +96,8 @@ def fit_temperature(
             lo, a, fa = a, b, fb
             b = lo + ratio * (hi - lo)
             fb = loss(b)
-    best = float(np.exp((lo + hi) / 2))
-    return best if loss(np.log(best)) <= loss(0.0) else 1.0
+    refined = (lo + hi) / 2
+    return float(np.exp(refined if loss(refined) <= losses[best_i] else grid[best_i]))
 
 
 def auc_score(score: np.ndarray, positive: np.ndarray) -> float:

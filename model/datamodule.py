@@ -492,7 +492,11 @@ class ChipDataModule(L.LightningDataModule):
         num_workers: DataLoader workers.
         seed: split seed.
         class_balance: weight the loss so damaged and intact buildings count equally.
-        label_noise: uniform floor mixed into soft (crowd) label rows, see :meth:`GapLabels.with_label_noise`.
+        label_noise: uniform floor mixed into soft (crowd) label rows for training, see
+            :meth:`GapLabels.with_label_noise`.
+        calibration_label_noise: the (smaller) floor of the validation labels the temperature is fitted on. A
+            large floor makes confident disagreement with the crowd cheap, and the fitted temperature then
+            collapses towards a needlessly sharp posterior once the network fits its labels well.
         expected_fingerprint: refuse a cache with another fingerprint (e.g. the one a model was trained on).
         pseudo_labels: optional label CSV of *pseudo-labels* (e.g. a previous model's confident posteriors on
             unlabelled buildings, :func:`model.predict.pseudo_labels`). They only ever join the training rows:
@@ -513,6 +517,7 @@ class ChipDataModule(L.LightningDataModule):
         seed: int = 0,
         class_balance: bool = True,
         label_noise: float = 0.1,
+        calibration_label_noise: float = 0.03,
         expected_fingerprint: str | None = None,
         pseudo_labels: str | None = None,
         pseudo_weight: float = 0.5,
@@ -533,6 +538,7 @@ class ChipDataModule(L.LightningDataModule):
         self.seed = seed
         self.class_balance = class_balance
         self.label_noise = label_noise
+        self.calibration_label_noise = calibration_label_noise
         self.expected_fingerprint = expected_fingerprint
         self._chips = chip_arrays
         self._labels = gap_labels
@@ -574,8 +580,13 @@ class ChipDataModule(L.LightningDataModule):
 
     @property
     def training_labels(self) -> GapLabels:
-        """The labels as the loss and the temperature fit see them (soft rows with the label-noise floor)."""
+        """The labels as the loss sees them (soft rows with the label-noise floor)."""
         return self.labels.with_label_noise(self.label_noise)
+
+    @property
+    def calibration_labels(self) -> GapLabels:
+        """The labels as the temperature fit sees them (soft rows with the calibration floor)."""
+        return self.labels.with_label_noise(self.calibration_label_noise)
 
     def blocks(self) -> np.ndarray:
         """Spatial block of every labelled building."""

@@ -13,6 +13,7 @@ scales the gap log-likelihood before normalisation.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import lightning as L
@@ -21,6 +22,7 @@ from torch import nn
 
 from model.calibration import gap_nll
 from model.changepoint import gap_posterior, posterior_entropy
+from model.errors import ModelConfigError
 from model.network import DatingNetwork, DatingOutput, NetworkConfig
 
 __all__ = ["DatingTask"]
@@ -56,6 +58,9 @@ class DatingTask(L.LightningModule):
             first visible image and change at their last one, whatever the acquisition schedule.
         tta: Monte-Carlo samples also cycle through the four quarter turns of the chips (test-time
             augmentation inside the predictive ensemble; the encoder then runs up to four times).
+        members: independently initialised networks trained side by side on the same batches (a deep ensemble,
+            Lakshminarayanan et al., 2017); prediction shares the Monte-Carlo samples and quarter turns among
+            them, so the encoder runs as often as with one network.
     """
 
     temperature: torch.Tensor
@@ -83,6 +88,7 @@ class DatingTask(L.LightningModule):
         date_dropout: float = 0.1,
         crop_prob: float = 0.3,
         tta: bool = True,
+        members: int = 1,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -100,6 +106,8 @@ class DatingTask(L.LightningModule):
             dropout=dropout,
             weights_path=weights_path,
         )
+        if members < 1:
+            raise ModelConfigError(f"members must be at least 1, got {members}")
         self.register_buffer("temperature", torch.tensor(1.0))
         self.trained_on: dict[str, Any] = {}
         self.configure_models()
@@ -111,6 +119,14 @@ class DatingTask(L.LightningModule):
     def configure_models(self) -> None:
         """Build the network (raises :class:`model.errors.ModelConfigError` for unknown parts)."""
         self.net = DatingNetwork(self.network_config)
+        self.extra_nets = nn.ModuleList(
+            DatingNetwork(self.network_config) for _ in range(int(self.hparams.get("members", 1)) - 1)
+        )
+
+    @property
+    def networks(self) -> list[DatingNetwork]:
+        """The ensemble's networks (one unless ``members`` > 1)."""
+        return [self.net, *self.extra_nets]  # type: ignore[list-item]
 
     def configure_losses(self) -> None:
         """Gap NLL for dates, cross-entropy for the grade."""
@@ -133,6 +149,7 @@ class DatingTask(L.LightningModule):
     # --- steps ------------------------------------------------------------------------------------------------
 
     def forward(self, batch: dict[str, torch.Tensor]) -> DatingOutput:
+        """The first network's output (an ensemble's members are combined in the steps and in prediction)."""
         return self.net(batch["chips"], batch["mask"], batch["valid"], batch["days"])
 
     def log_posterior(self, out: DatingOutput) -> torch.Tensor:
@@ -141,15 +158,23 @@ class DatingTask(L.LightningModule):
 
     def shared_step(self, batch: dict[str, torch.Tensor], stage: str) -> torch.Tensor:
         """Loss and metrics of one labelled batch; ``stage`` names the logged metrics."""
-        out = self(batch)
-        log_post = self.log_posterior(out)
         target, interval, weight = batch["target"], batch["interval"], batch["weight"]
-        nll = self.gap_loss(log_post, target, interval)
-        loss = (weight * nll).sum() / weight.sum()
         graded = batch["grade"] >= 0
-        if graded.any():
-            grade = self.grade_loss(out.grade_logits[graded], batch["grade"][graded])
-            loss = loss + self.hparams["grade_weight"] * grade.mean()
+        losses, log_posts, nlls = [], [], []
+        for net in self.networks:  # every member learns on its own; the metrics score their mixture
+            out = net(batch["chips"], batch["mask"], batch["valid"], batch["days"])
+            member_post = self.log_posterior(out)
+            member_nll = self.gap_loss(member_post, target, interval)
+            member_loss = (weight * member_nll).sum() / weight.sum()
+            if graded.any():
+                grade = self.grade_loss(out.grade_logits[graded], batch["grade"][graded])
+                member_loss = member_loss + self.hparams["grade_weight"] * grade.mean()
+            losses.append(member_loss)
+            log_posts.append(member_post)
+            nlls.append(member_nll)
+        loss = torch.stack(losses).mean()
+        nll = torch.stack(nlls).mean(dim=0)
+        log_post = torch.logsumexp(torch.stack(log_posts), dim=0) - math.log(len(log_posts))
         with torch.no_grad():
             # The reported gap (model.calibration.reported_gap): damaged when P(damaged) >= 1/2, then its date.
             damaged = log_post[:, -1].exp() <= 0.5
@@ -204,30 +229,41 @@ class DatingTask(L.LightningModule):
         """
         was_training = self.training
         self.eval()
-        emb = self.net.embed(batch["chips"], batch["mask"])
-        deterministic = self.net.temporal_forward(emb, batch["valid"], batch["days"])
+        chips, mask, valid, days = batch["chips"], batch["mask"], batch["valid"], batch["days"]
+        nets = self.networks
         samples = max(int(samples), 1)
-        if samples == 1:
-            samples_loglik = deterministic.gap_loglik[None]
-            log_posts = self.log_posterior(deterministic)[None]
-            grade = deterministic.grade_logits.softmax(-1)[None]
-        else:
-            embs = [emb]
-            if self.hparams.get("tta", False):
-                for k in range(1, min(4, samples)):
-                    chips = torch.rot90(batch["chips"], k, dims=(-2, -1))
-                    embs.append(self.net.embed(chips, torch.rot90(batch["mask"], k, dims=(-2, -1))))
-            for module in self.net.modules():
+        quarter_turns = 4 if self.hparams.get("tta", False) and samples > 1 else 1
+        outs: list[DatingOutput] = []
+        determ: list[DatingOutput] = []
+        for m, net in enumerate(nets):
+            # Member m takes samples m, m + M, m + 2M, ... and their quarter turns (sample s: s mod 4), so the
+            # encoder runs once per distinct (member, turn) pair.
+            mine = list(range(m, max(samples, len(nets)), len(nets)))
+            embs: dict[int, torch.Tensor] = {}
+            for s_idx in mine:
+                k = s_idx % quarter_turns
+                if k not in embs:
+                    embs[k] = net.embed(
+                        torch.rot90(chips, k, dims=(-2, -1)), torch.rot90(mask, k, dims=(-2, -1))
+                    )
+            first = embs[mine[0] % quarter_turns]
+            determ.append(net.temporal_forward(first, valid, days))
+            if samples == 1:
+                outs.append(determ[-1])
+                continue
+            for module in net.modules():
                 if isinstance(module, nn.Dropout):
                     module.train()
-            outs = [
-                self.net.temporal_forward(embs[s % len(embs)], batch["valid"], batch["days"])
-                for s in range(samples)
-            ]
+            outs += [net.temporal_forward(embs[s_idx % quarter_turns], valid, days) for s_idx in mine]
             self.eval()
-            samples_loglik = torch.stack([o.gap_loglik for o in outs])
-            log_posts = torch.stack([self.log_posterior(o) for o in outs])
-            grade = torch.stack([o.grade_logits.softmax(-1) for o in outs])
+        samples_loglik = torch.stack([o.gap_loglik for o in outs])
+        log_posts = torch.stack([self.log_posterior(o) for o in outs])
+        grade = torch.stack([o.grade_logits.softmax(-1) for o in outs])
+        deterministic_loglik = (
+            determ[0].gap_loglik
+            if len(determ) == 1
+            else torch.logsumexp(torch.stack([gap_posterior(d.gap_loglik) for d in determ]), dim=0)
+        )
         probs = log_posts.exp().mean(dim=0)
         mean_log = torch.log(probs.clamp_min(1e-30))
         entropy = posterior_entropy(mean_log)
@@ -238,7 +274,7 @@ class DatingTask(L.LightningModule):
             "probs": probs,
             "entropy": entropy,
             "bald": bald,
-            "loglik": deterministic.gap_loglik,
+            "loglik": deterministic_loglik,
             "loglik_samples": samples_loglik.transpose(0, 1),
             "p_destroyed": grade.mean(dim=0)[:, 1],
         }

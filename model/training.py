@@ -145,7 +145,7 @@ def finish_training(
     data.setup("fit")
     assert data.val_rows is not None
     chips, labels = data.chips, data.labels
-    val_labels = data.training_labels.subset(data.val_rows)
+    val_labels = data.calibration_labels.subset(data.val_rows)
     rows = data.positions[data.val_rows]
     task.temperature.fill_(1.0)
     temperature, metrics = 1.0, None

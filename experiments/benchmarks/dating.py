@@ -5,8 +5,11 @@ into a chip cache; 30% of its buildings get 3 simulated volunteer reviews each, 
 (``active_learning.aggregation.GapDawidSkene``) into soft gap targets; the model is trained on them through the
 LightningCLI config ``experiments/configs/<preset>.yaml`` (validation blocks of seed N fit the temperature) and
 registered in MLflow as ``candidate``. Evaluation uses every building of the scenario of seed N + 1, whose blocks
-the training never saw, against its true gaps; the baseline is scored on the same buildings. Figures: exact-gap
-and within-1-gap accuracy, damaged-vs-intact AUC, ECE, mean 90% credible interval width in days, for both arms;
+the training never saw, against its true gaps; the baseline is scored on the same buildings. With
+``--self-train`` a second model trains on the crowd labels plus the first model's confident pseudo-labels of the
+other 70% (``model.training.self_train``); it becomes the headline arm and the first is kept as ``crowd_only_*``.
+Figures: exact-gap and within-1-gap accuracy of the reported gap (``model.calibration.reported_gap``),
+damaged-vs-intact AUC, ECE, mean 90% credible interval width in days, for both arms;
 inference chips/s (with the configured Monte-Carlo dropout samples, and deterministic) and the mean training
 epoch time, plus its extrapolation to 600 buildings x 15 dates.
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from model.calibration import (
     auc_score,
@@ -69,3 +70,24 @@ def test_reported_gap_calls_likely_but_spread_damage_damaged() -> None:
     assert list(probs.argmax(axis=1)) == [3, 3, 1, 2]
     metrics = dating_metrics(probs, np.array([0, 3, 1, 2]), [dt.date(2017, 1, d) for d in (1, 2, 3)])
     assert metrics.exact_gap_accuracy == 1.0
+
+
+def test_temperature_fit_finds_the_global_minimum_with_floored_soft_labels() -> None:
+    from model.calibration import fit_temperature, gap_nll
+    from model.changepoint import gap_posterior
+
+    gen = torch.Generator().manual_seed(3)
+    n, g = 600, 8
+    loglik = 6.0 * torch.randn(n, g, generator=gen, dtype=torch.float64)
+    agree = torch.rand(n, generator=gen) < 0.85  # the crowd agrees with the network's MAP 85% of the time
+    mode = torch.where(agree, loglik.argmax(dim=1), torch.randint(0, g, (n,), generator=gen))
+    target = 0.9 * torch.nn.functional.one_hot(mode, g).double() + 0.1 / g  # a 0.1 noise floor
+    interval = torch.zeros(n, dtype=torch.bool)
+
+    def nll(t: float) -> float:
+        return float(gap_nll(gap_posterior(loglik / t), target, interval).mean())
+
+    grid = np.exp(np.linspace(np.log(0.05), np.log(20.0), 400))
+    brute = min(nll(float(t)) for t in grid)
+    fitted = fit_temperature(loglik, target, interval)
+    assert nll(fitted) <= brute + 1e-4

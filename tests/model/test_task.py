@@ -12,6 +12,7 @@ import torch
 from model.calibration import fit_temperature, gap_nll
 from model.changepoint import gap_posterior
 from model.datamodule import ChipDataModule, ChipDataset
+from model.errors import ModelConfigError
 from model.task import DatingTask, augment_timeline
 from tests.model.dating_data import exact_labels, synthetic_chips
 
@@ -184,3 +185,36 @@ def test_pseudo_labels_keep_confident_unlabelled_buildings_with_their_posterior(
     assert pseudo_labels(preds, min_confidence=0.99) is None
     with pytest.raises(ValueError, match="min_confidence"):
         pseudo_labels(preds, min_confidence=0.0)
+
+
+def test_an_ensemble_trains_every_member_and_shares_the_encoder_passes(rng: np.random.Generator) -> None:
+    L.seed_everything(0)
+    arrays, gaps = synthetic_chips(rng, n=16, n_dates=4, size=16)
+    data = ChipDataModule(chip_arrays=arrays, gap_labels=exact_labels(arrays, gaps), batch_size=8)
+    task = DatingTask(input_size=16, width=8, embed_dim=16, d_model=16, heads=2, layers=1, members=2)
+    before = [p.detach().clone() for p in task.extra_nets.parameters()]
+    _trainer(1).fit(task, datamodule=data)
+    assert any(not torch.equal(a, b) for a, b in zip(before, task.extra_nets.parameters(), strict=True))
+
+    batch = next(iter(torch.utils.data.DataLoader(ChipDataset(arrays, np.arange(6)), batch_size=6)))
+    calls = {"n": 0}
+    for net in task.networks:
+        original = net.embed
+
+        def counted(*args: torch.Tensor, _f=original) -> torch.Tensor:  # type: ignore[no-untyped-def]
+            calls["n"] += 1
+            return _f(*args)
+
+        net.embed = counted  # type: ignore[method-assign]
+    out = task.mc_predict(batch, samples=8)
+    assert calls["n"] == 4  # two members x two quarter turns each, as one network's four turns would cost
+    torch.testing.assert_close(out["probs"].sum(dim=1), torch.ones(6))
+    assert out["loglik_samples"].shape[1] == 8
+    assert (out["bald"] >= 0).all()
+    deterministic = task.mc_predict(batch, samples=1)
+    assert deterministic["loglik_samples"].shape[1] == 2  # each member once, without dropout
+
+
+def test_an_ensemble_needs_a_member() -> None:
+    with pytest.raises(ModelConfigError, match="members"):
+        DatingTask(members=0)
