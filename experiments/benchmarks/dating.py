@@ -126,10 +126,15 @@ def run(
     max_epochs: int | None = None,
     console: Console | None = None,
     self_train: bool = False,
+    name: str | None = None,
 ) -> dict[str, Any]:
-    """Train on seed ``seed``, evaluate on seed ``seed + 1``; returns the figures."""
+    """Train on seed ``seed``, evaluate on seed ``seed + 1``; returns the figures.
+
+    Labels, pseudo-labels, plots and per-building predictions go to ``work/bench/<name>`` (default
+    ``dating-<preset>-<seed>``).
+    """
     console = console or Console()
-    bench = work / "bench" / f"dating-{preset}-{seed}"
+    bench = work / "bench" / (name or f"dating-{preset}-{seed}")
     bench.mkdir(parents=True, exist_ok=True)
     console.print(f"[bold]scenarios[/] {preset} seeds {seed} (train) and {seed + 1} (evaluate)")
     train_scenario, train_chips = chip_cache(preset, seed, work)
@@ -310,6 +315,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--no-mlflow", action="store_true")
     parser.add_argument(
+        "--name", default=None, help="output folder under .work/bench (default: dating-PRESET-SEED)"
+    )
+    parser.add_argument(
         "--self-train",
         action="store_true",
         help="add the self-training arm: a second model on crowd labels plus the first's confident pseudo-labels",
@@ -330,6 +338,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         max_epochs=args.max_epochs,
         console=console,
         self_train=args.self_train,
+        name=args.name,
     )
     print_table(figures, console)
     if args.json:
