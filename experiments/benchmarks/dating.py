@@ -34,7 +34,7 @@ from rich.table import Table
 from active_learning.aggregation import GapDawidSkene
 from active_learning.schema import annotations_to_table
 from active_learning.volunteers import VolunteerPool, load_truth, simulate_annotations
-from experiments.benchmarks.ingest import ensure_scenario
+from experiments.benchmarks.ingest import ensure_scenario, folder_lock
 from model.baseline import ChangePointBaseline
 from model.calibration import dating_metrics, plot_gap_errors, plot_reliability
 from model.chips import ingest
@@ -86,7 +86,8 @@ def chip_cache(preset: str, seed: int, work: Path) -> tuple[Path, ChipArrays]:
     """Scenario ``preset``/``seed`` ingested (reused when unchanged) into ``work/chips/<preset>-<seed>``."""
     scenario = ensure_scenario(preset, seed, work)
     out = work / "chips" / f"{preset}-{seed}"
-    ingest(scenario, scenario / "footprints.gpkg", out, warn=False)
+    with folder_lock(out):  # another benchmark may be ingesting the same scenario right now
+        ingest(scenario, scenario / "footprints.gpkg", out, warn=False)
     return scenario, ChipArrays.open(out)
 
 

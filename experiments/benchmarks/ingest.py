@@ -21,10 +21,13 @@ JSON and logged to MLflow with the figures.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import multiprocessing
 import resource
 import shutil
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,19 +40,37 @@ from experiments.plots import plot_chip_stacks
 from model.buildings import read_footprints
 from model.chips import ChipStack, IngestParams, ingest
 
-__all__ = ["ensure_scenario", "main", "run"]
+__all__ = ["ensure_scenario", "folder_lock", "main", "run"]
 
 WORK = Path(".work")
 SUBSET = {"tiny": 30, "district": 300, "city": 500}
 
 
+@contextlib.contextmanager
+def folder_lock(folder: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``folder`` (a ``<folder>.lock`` file beside it) across processes.
+
+    Two benchmarks run side by side often need the same scenario (seed N + 1 is one's evaluation and the next
+    one's training set); without the lock both generate or ingest into the same folder at once, and one of them
+    reads half-written images.
+    """
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with open(folder.parent / f"{folder.name}.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def ensure_scenario(preset: str, seed: int, work: Path = WORK) -> Path:
     """The scenario folder for ``preset``/``seed``, generated when it has no ``scenario.json`` yet."""
     folder = work / "scenarios" / f"{preset}-{seed}"
-    if not (folder / "scenario.json").is_file():
-        from experiments.scenario import generate
+    with folder_lock(folder):
+        if not (folder / "scenario.json").is_file():
+            from experiments.scenario import generate
 
-        generate(preset, seed, folder)
+            generate(preset, seed, folder)
     return folder
 
 
