@@ -44,7 +44,7 @@ from model.registry import Tracking
 from model.training import run_cli
 from model.training import self_train as run_self_train
 
-__all__ = ["main", "run"]
+__all__ = ["main", "run", "summarise"]
 
 WORK = Path(".work")
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -309,6 +309,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--preset", choices=["tiny", "district", "city"], default="tiny")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        default=None,
+        help="several seeds in one run: per-seed, mean and worst figures",
+    )
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--tracking-uri", default=None, help="default: sqlite:///.work/mlflow.db")
     parser.add_argument("--config", type=Path, default=None, help="LightningCLI YAML (default: by preset)")
@@ -331,22 +338,85 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if not args.no_mlflow:
         local = Tracking.local(WORK)
         tracking = Tracking(args.tracking_uri, None) if args.tracking_uri else local
-    figures = run(
-        args.preset,
-        args.seed,
-        tracking=tracking,
-        config=args.config,
-        max_epochs=args.max_epochs,
-        console=console,
-        self_train=args.self_train,
-        name=args.name,
-    )
-    print_table(figures, console)
+    seeds = args.seeds or [args.seed]
+    runs = []
+    for seed in seeds:
+        figures = run(
+            args.preset,
+            seed,
+            tracking=tracking,
+            config=args.config,
+            max_epochs=args.max_epochs,
+            console=console,
+            self_train=args.self_train,
+            name=args.name if len(seeds) == 1 else None,
+        )
+        print_table(figures, console)
+        runs.append(figures)
+    figures = runs[0] if len(runs) == 1 else summarise(runs)
+    if len(runs) > 1:
+        print_seed_table(figures, console)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(figures, indent=1, default=str))
         console.print(f"figures written to {args.json}")
     return figures
+
+
+SUMMARY_KEYS = (
+    "exact_gap_accuracy",
+    "within1_gap_accuracy",
+    "auc",
+    "ece",
+    "ci90_width_days",
+    "baseline_exact_gap_accuracy",
+    "baseline_within1_gap_accuracy",
+    "exact_gain_over_baseline",
+    "inference_chips_per_s",
+    "train_epoch_s",
+    "train_epoch_s_600x15",
+    "eval_buildings",
+)
+
+
+def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Several seeds' figures as one: means, worst seeds, and every seed's figures.
+
+    Each figure of :data:`SUMMARY_KEYS` gets its mean and ``worst_<figure>`` (the minimum, or the maximum for ECE
+    and times); ``targets_met_every_seed`` says whether every seed meets every target; ``per_seed`` keeps the runs.
+    """
+    out: dict[str, Any] = {"preset": runs[0]["preset"], "seeds": [r["seed"] for r in runs]}
+    for key in SUMMARY_KEYS:
+        values = [float(r[key]) for r in runs]
+        out[key] = float(np.mean(values))
+        lower_is_better = key == "ece" or key.startswith("train_epoch")
+        out[f"worst_{key}"] = max(values) if lower_is_better else min(values)
+    out["targets_met_every_seed"] = all(
+        (r[key] <= target if key == "ece" else r[key] >= target)
+        for r in runs
+        for key, target in TARGETS.items()
+    ) and all(r["exact_gain_over_baseline"] >= 0.15 for r in runs)
+    out["per_seed"] = runs
+    return out
+
+
+def print_seed_table(summary: dict[str, Any], console: Console) -> None:
+    """One row per seed and the mean / worst rows, against the targets."""
+    keys = ("exact_gap_accuracy", "within1_gap_accuracy", "auc", "ece", "inference_chips_per_s")
+    table = Table(title=f"dating: {summary['preset']} over seeds {summary['seeds']}")
+    table.add_column("train -> eval")
+    for key in keys:
+        table.add_column(key.replace("_gap_accuracy", "").replace("inference_", ""), justify="right")
+    for r in summary["per_seed"]:
+        table.add_row(f"{r['seed']} -> {r['eval_seed']}", *(f"{r[k]:.3f}" for k in keys))
+    table.add_row("mean", *(f"{summary[k]:.3f}" for k in keys))
+    table.add_row("worst", *(f"{summary['worst_' + k]:.3f}" if "worst_" + k in summary else "" for k in keys))
+    table.add_row("target", *(("<= " if k == "ece" else ">= ") + str(TARGETS[k]) for k in keys))
+    console.print(table)
+    verdict = (
+        "every target met on every seed" if summary["targets_met_every_seed"] else "some seed misses a target"
+    )
+    console.print(f"[bold]{verdict}[/]")
 
 
 if __name__ == "__main__":
