@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from model import changepoint
 from model.changepoint import credible_interval, gap_posterior
 
 __all__ = [
@@ -161,17 +162,10 @@ def interval_width_days(lo: np.ndarray, hi: np.ndarray, dates: Sequence[dt.date]
 
 
 def reported_gap(probs: np.ndarray) -> np.ndarray:
-    """The gap the system reports for each posterior row ``[N, T + 1]`` (the last gap means intact).
-
-    Damage first, then its date: a building is reported damaged when its total probability of damage,
-    ``1 - p(intact)``, is at least one half, and then at its most probable damaged gap; otherwise intact. This
-    differs from the plain MAP only where the damage is likely but spread over several gaps, none of which alone
-    beats "intact": the MAP would call such a building intact although it most probably is not.
-    """
-    probs = np.asarray(probs)
-    t = probs.shape[1] - 1
-    damaged = probs[:, t] <= 0.5
-    return np.where(damaged, probs[:, :t].argmax(axis=1), t) if t > 0 else np.zeros(len(probs), np.int64)
+    """:func:`model.changepoint.reported_gap` of posterior rows ``[N, T + 1]`` given as probabilities."""
+    with np.errstate(divide="ignore"):
+        log_probs = np.log(np.asarray(probs, dtype=np.float64))
+    return changepoint.reported_gap(torch.from_numpy(log_probs)).numpy()
 
 
 def dating_metrics(probs: np.ndarray, true_gap: np.ndarray, dates: Sequence[dt.date]) -> DatingMetrics:

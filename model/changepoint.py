@@ -12,6 +12,8 @@ All functions are pure, vectorised over leading batch dimensions and work in log
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 __all__ = [
@@ -22,6 +24,7 @@ __all__ = [
     "interval_gap_mask",
     "map_gap",
     "posterior_entropy",
+    "reported_gap",
     "states_gap_mask",
 ]
 
@@ -62,6 +65,21 @@ def gap_posterior(log_likelihood: torch.Tensor, log_prior: torch.Tensor | None =
 def map_gap(log_posterior: torch.Tensor) -> torch.Tensor:
     """Most probable gap, ``[...]`` (int64)."""
     return log_posterior.argmax(dim=-1)
+
+
+def reported_gap(log_posterior: torch.Tensor) -> torch.Tensor:
+    """The gap the system reports, ``[...]`` (int64): damage first, then its date.
+
+    The last gap means intact. A building is reported damaged when its total probability of damage,
+    ``1 - p(intact)``, is at least one half, and then at its most probable damaged gap; otherwise intact. This
+    differs from :func:`map_gap` only where damage is likely but spread over several gaps, none of which alone
+    beats "intact": the MAP would call such a building intact although it most probably is not.
+    """
+    intact = log_posterior.shape[-1] - 1
+    if intact == 0:
+        return torch.zeros(log_posterior.shape[:-1], dtype=torch.int64, device=log_posterior.device)
+    damaged = log_posterior[..., intact] <= math.log(0.5)
+    return torch.where(damaged, log_posterior[..., :intact].argmax(dim=-1), intact)
 
 
 def posterior_entropy(log_posterior: torch.Tensor) -> torch.Tensor:
