@@ -67,7 +67,10 @@ def train(
         ),
     ] = False,
     min_confidence: Annotated[
-        float, typer.Option(help="with --self-train: least posterior of a pseudo-labelled building's gap")
+        float,
+        typer.Option(
+            min=0.01, max=1.0, help="with --self-train: least posterior of a pseudo-labelled building's gap"
+        ),
     ] = 0.9,
     work_dir: WorkOpt = None,
     tracking_uri: TrackingOpt = None,

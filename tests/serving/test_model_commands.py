@@ -114,3 +114,13 @@ def test_self_training_logs_its_pseudo_labels_with_the_registered_model(
     assert [a.path for a in client.list_artifacts(version.run_id, "pseudo_labels")] == [
         "pseudo_labels/labels.csv"
     ]
+
+
+def test_self_training_refuses_a_confidence_outside_the_unit_interval(setup: dict[str, str]) -> None:
+    args = ["train", "--config", str(CONFIG), "--cache", setup["cache"], "--labels", setup["labels"]]
+    result = CliRunner().invoke(
+        app, [*args, "--self-train", "--min-confidence", "1.5", "--work-dir", setup["work"]]
+    )
+    assert result.exit_code == 2
+    assert "--min-confidence" in result.output
+    assert not Path(setup["work"]).exists()  # nothing trained, nothing written
