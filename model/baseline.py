@@ -120,7 +120,7 @@ class ChangePointBaseline:
         out = np.empty((len(rows), chips.n_dates + 1))
         for start in range(0, len(rows), batch_size):
             sel = rows[start : start + batch_size]
-            stats = self.statistics(chips.chips[sel], chips.mask[sel])
+            stats = self.statistics(chips.read_many(sel), chips.mask[sel])
             ll = self.log_likelihood(stats, np.asarray(chips.valid[sel]) >= self.min_valid)
             ll = ll - ll.max(axis=1, keepdims=True)
             p = np.exp(ll)

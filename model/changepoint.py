@@ -18,6 +18,7 @@ import torch
 
 __all__ = [
     "credible_interval",
+    "duration_log_prior",
     "gap_log_likelihood",
     "gap_posterior",
     "gap_to_states",
@@ -54,6 +55,24 @@ def gap_log_likelihood(
     prefix_intact = torch.cat([zero, torch.cumsum(log_intact, dim=-1)], dim=-1)
     suffix_damaged = torch.cat([zero, torch.cumsum(log_damaged.flip(-1), dim=-1)], dim=-1).flip(-1)
     return prefix_intact + suffix_damaged
+
+
+def duration_log_prior(days: torch.Tensor) -> torch.Tensor:
+    """Log prior over gaps ``[..., T + 1]`` proportional to each gap's length in days (a constant strike hazard).
+
+    A strike is as likely on any day, so a gap between two images 46 days apart is nine times as likely to
+    hold it as one of 5 days: where the images cannot tell two gaps apart (a clouded date) the posterior splits
+    by their lengths instead of evenly. The open gaps (before the first image, after the last) have no length;
+    they get the mean inner length, so the prior only redistributes mass among the inner gaps and never moves
+    a building between damaged and intact. ``days`` ``[..., T]`` are days since the first acquisition,
+    increasing; equally spaced dates give a flat prior. Normalisation is left to :func:`gap_posterior`.
+    """
+    if days.shape[-1] < 2:
+        return torch.zeros((*days.shape[:-1], days.shape[-1] + 1), dtype=days.dtype, device=days.device)
+    length = torch.diff(days, dim=-1).clamp_min(1.0)
+    inner = torch.log(length / length.mean(dim=-1, keepdim=True))
+    zero = torch.zeros_like(inner[..., :1])
+    return torch.cat([zero, inner, zero], dim=-1)
 
 
 def gap_posterior(log_likelihood: torch.Tensor, log_prior: torch.Tensor | None = None) -> torch.Tensor:

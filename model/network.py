@@ -4,15 +4,17 @@ For one building with T chips the network computes
 
 1. an embedding e_t of every chip (a small CNN pooled inside the footprint and over the chip, or a
    torchvision/timm backbone built without weights) from the chip's centre crop at full resolution (chips are
-   centred on the footprint) standardised per band (cancels per-date illumination and haze), the footprint
-   mask and the per-band chip statistics;
+   centred on the footprint; with ``footprint_zoom`` the window shrinks to a few footprint sides, so a 25 m²
+   shed fills the input as a house does) standardised per band (cancels per-date illumination and haze), the
+   footprint mask and the per-band chip statistics;
 2. difference features against earlier dates: e_t - e_first (first valid date) and e_t - r_t, where r_t is the
    validity-weighted mean of the embeddings of all earlier dates;
 3. a small transformer over the dates with sinusoidal encodings of the acquisition day, invalid dates masked
    out of the attention keys;
 4. per-date emission log-probabilities of intact / damaged, turned into the exact gap log-likelihood by
    :func:`model.changepoint.gap_log_likelihood` with the validity fractions as evidence weights (a linear-chain
-   CRF restricted to monotone paths), and a grade head (damaged / destroyed) pooled over the dates.
+   CRF restricted to monotone paths), plus a prior over gaps proportional to their length in days
+   (:func:`model.changepoint.duration_log_prior`), and a grade head (damaged / destroyed) pooled over the dates.
 
 Dropout sits only after the encoder, so Monte-Carlo dropout re-runs the cheap temporal part, not the encoder.
 """
@@ -28,10 +30,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from model.changepoint import gap_log_likelihood
+from model.changepoint import duration_log_prior, gap_log_likelihood
 from model.errors import ModelConfigError
 
-__all__ = ["BACKBONES", "TEMPORAL_MODELS", "DatingNetwork", "DatingOutput", "NetworkConfig"]
+__all__ = ["BACKBONES", "GAP_PRIORS", "TEMPORAL_MODELS", "DatingNetwork", "DatingOutput", "NetworkConfig"]
+
+GAP_PRIORS = ("duration", "uniform")
+"""Gap priors: ``duration`` (:func:`model.changepoint.duration_log_prior`) or ``uniform`` over gaps."""
 
 VALID_THRESHOLD = 0.25
 """Dates whose valid fraction is below this are hidden from the temporal attention."""
@@ -55,6 +60,9 @@ class NetworkConfig:
         layers / heads: transformer depth and attention heads.
         dropout: dropout after the encoder and in the temporal model (Monte-Carlo dropout at prediction).
         weights_path: optional local file with a state dict for the encoder (no downloads ever).
+        gap_prior: prior over gaps added to the images' log-likelihood, one of :data:`GAP_PRIORS`.
+        footprint_zoom: 0 for the plain centre crop; otherwise the encoder's window is this many footprint
+            sides wide (between ``input_size / 2`` and the crop), so small buildings get more pixels.
     """
 
     backbone: str = "small_cnn"
@@ -69,6 +77,8 @@ class NetworkConfig:
     heads: int = 4
     dropout: float = 0.1
     weights_path: str | None = None
+    gap_prior: str = "duration"
+    footprint_zoom: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -77,7 +87,9 @@ class DatingOutput:
 
     Attributes:
         log_intact / log_damaged: ``[B, T]`` per-date emission log-probabilities.
-        gap_loglik: ``[B, T + 1]`` unnormalised log-likelihood of every destruction gap.
+        gap_loglik: ``[B, T + 1]`` unnormalised log joint of every destruction gap: the log-likelihood of the
+            chips plus the gap prior (:attr:`NetworkConfig.gap_prior`); :func:`model.changepoint.gap_posterior`
+            normalises it.
         grade_logits: ``[B, 2]`` logits of the final grade (damaged, destroyed).
     """
 
@@ -201,6 +213,12 @@ class DatingNetwork(nn.Module):
             raise ModelConfigError(
                 f"unknown temporal model {config.temporal!r}; choose one of {', '.join(TEMPORAL_MODELS)}"
             )
+        if config.gap_prior not in GAP_PRIORS:
+            raise ModelConfigError(
+                f"unknown gap_prior {config.gap_prior!r}; choose one of {', '.join(GAP_PRIORS)}"
+            )
+        if config.footprint_zoom < 0:
+            raise ModelConfigError(f"footprint_zoom must be 0 (off) or positive, got {config.footprint_zoom}")
         if config.d_model % config.heads:
             raise ModelConfigError(f"d_model={config.d_model} must be a multiple of heads={config.heads}")
         self.config = config
@@ -239,13 +257,17 @@ class DatingNetwork(nn.Module):
             c = self.config.in_channels
         size, factor = self.config.input_size, self.config.downsample
         crop = size * factor
-        if h > crop and w > crop:
-            top, left = (h - crop) // 2, (w - crop) // 2
-            chips = chips[..., top : top + crop, left : left + crop]
-            mask = mask[..., top : top + crop, left : left + crop]
-            h = w = crop
-        x = chips.reshape(b * t, c, h, w).float()
-        m = mask[:, None].float()
+        if self.config.footprint_zoom > 0:
+            x, m = self._zoomed(chips, mask, crop)
+            h = w = size
+        else:
+            if h > crop and w > crop:
+                top, left = (h - crop) // 2, (w - crop) // 2
+                chips = chips[..., top : top + crop, left : left + crop]
+                mask = mask[..., top : top + crop, left : left + crop]
+                h = w = crop
+            x = chips.reshape(b * t, c, h, w).float()
+            m = mask[:, None].float()
         if h != size or w != size:
             if h % size == 0 and w % size == 0:
                 x, m = F.avg_pool2d(x, h // size), F.avg_pool2d(m, h // size)
@@ -258,6 +280,35 @@ class DatingNetwork(nn.Module):
         e = self.encoder(torch.cat([z, m], dim=1))
         stats = torch.cat([mean.flatten(1), std.flatten(1)], dim=1)
         return (e + self.stats_proj(stats)).reshape(b, t, -1)
+
+    def _zoomed(
+        self, chips: torch.Tensor, mask: torch.Tensor, crop: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Chips and mask resampled to ``input_size`` from a centred window scaled to the footprint.
+
+        The window side is ``footprint_zoom`` times the side of a square of the footprint's area, between half
+        the input size and ``crop``: small buildings are seen at up to twice the resolution, large ones as in
+        the plain centre crop. Returns ``[B * T, C, S, S]`` chips and ``[B, 1, S, S]`` masks (0..255).
+        """
+        b, t, c, h, w = chips.shape
+        size = self.config.input_size
+        area = (mask > 127).flatten(1).sum(dim=1).float()  # of the whole footprint, before any crop
+        side = (self.config.footprint_zoom * area.sqrt()).clamp(size / 2, min(crop, h, w))
+        # sample from the centre crop plus a 1 px rim (what bilinear taps at the window's edge read): the same
+        # values as from the whole chip, at a quarter of the cost for 64 px chips
+        keep = min(crop + 2, h, w)
+        top, left = (h - keep) // 2, (w - keep) // 2
+        if (h - keep) % 2 == 0 and (w - keep) % 2 == 0:
+            chips = chips[..., top : top + keep, left : left + keep]
+            mask = mask[..., top : top + keep, left : left + keep]
+            h = w = keep
+        theta = torch.zeros(b, 2, 3, device=chips.device)
+        theta[:, 0, 0] = side / w
+        theta[:, 1, 1] = side / h
+        grid = F.affine_grid(theta, [b, 1, size, size], align_corners=False)
+        x = F.grid_sample(chips.reshape(b, t * c, h, w).float(), grid, mode="bilinear", align_corners=False)
+        m = F.grid_sample(mask[:, None].float(), grid, mode="bilinear", align_corners=False)
+        return x.reshape(b * t, c, size, size), m
 
     def temporal_forward(self, emb: torch.Tensor, valid: torch.Tensor, days: torch.Tensor) -> DatingOutput:
         """The part after the encoder; re-run with dropout active for Monte-Carlo samples.
@@ -287,6 +338,8 @@ class DatingNetwork(nn.Module):
         log_probs = F.log_softmax(self.emission(h), dim=-1)
         log_intact, log_damaged = log_probs[..., 0], log_probs[..., 1]
         gap_loglik = gap_log_likelihood(log_intact, log_damaged, weight)
+        if self.config.gap_prior == "duration":
+            gap_loglik = gap_loglik + duration_log_prior(days.to(gap_loglik.dtype))
         score = self.grade_score(h).squeeze(-1).masked_fill(seen < 0.5, -1e4)
         pooled = (torch.softmax(score, dim=1)[..., None] * h).sum(dim=1)
         return DatingOutput(log_intact, log_damaged, gap_loglik, self.grade_head(pooled))

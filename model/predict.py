@@ -11,7 +11,7 @@ Output folder (see docs/CONTRACTS.md, "Model posteriors")::
 most probable damaged gap), and the two dates bound it; ``map_gap`` / ``confidence`` are the plain most probable
 gap and its probability.
       posteriors.npy   float32 [N, T + 1] gap probabilities, rows in posteriors.csv order
-      meta.json        model_version, data_fingerprint, dates, mc_samples, temperature, created
+      meta.json        model_version, data_fingerprint, dates, mc_samples, temperature, registration_px, created
 
 Files are written to a temporary name and renamed, so an interrupted run never leaves a half-written table.
 """
@@ -160,6 +160,7 @@ def write_posteriors(
     data_fingerprint: str,
     mc_samples: int,
     temperature: float,
+    registration_px: Sequence[Sequence[int]] | None = None,
 ) -> Path:
     """Write the posterior table, the probability matrix and their metadata (module docstring)."""
     out = Path(out)
@@ -197,6 +198,7 @@ def write_posteriors(
         "dates": iso,
         "mc_samples": mc_samples,
         "temperature": temperature,
+        "registration_px": None if registration_px is None else [list(map(int, o)) for o in registration_px],
         "buildings": len(frame),
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }

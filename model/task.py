@@ -7,8 +7,8 @@ exact change-point posterior, ``-log sum_g p(g) label[g]`` (an interval label su
 crowd label is treated as evidence over gaps, see :func:`model.calibration.gap_nll`), weighted for class balance,
 plus a small cross-entropy for the final grade of damaged buildings. Prediction averages
 ``mc_samples`` Monte-Carlo dropout posteriors (Gal and Ghahramani, 2016) and reports predictive entropy and
-BALD (Houlsby et al., 2011); ``temperature`` (fitted on validation by :func:`model.calibration.fit_temperature`)
-scales the gap log-likelihood before normalisation.
+BALD (Houlsby et al., 2011); ``temperature`` (fitted on validation by :func:`model.calibration.fit_temperature`,
+shrunk towards 1 by :func:`model.calibration.shrink_temperature`) scales the gap log joint before normalisation.
 """
 
 from __future__ import annotations
@@ -44,6 +44,9 @@ class DatingTask(L.LightningModule):
         heads: attention heads.
         dropout: dropout rate (also used for Monte-Carlo dropout).
         weights_path: local state-dict file for the encoder.
+        gap_prior: ``duration`` (a gap's prior grows with its length in days) or ``uniform``.
+        footprint_zoom: 0 for the plain centre crop; otherwise the encoder sees a window this many footprint
+            sides wide, resampled to ``input_size`` (small buildings at up to twice the resolution).
         lr: AdamW learning rate.
         weight_decay: AdamW weight decay.
         grade_weight: weight of the final-grade loss.
@@ -79,6 +82,8 @@ class DatingTask(L.LightningModule):
         heads: int = 4,
         dropout: float = 0.1,
         weights_path: str | None = None,
+        gap_prior: str = "duration",
+        footprint_zoom: float = 0.0,
         lr: float = 3e-3,
         weight_decay: float = 1e-4,
         grade_weight: float = 0.2,
@@ -105,6 +110,8 @@ class DatingTask(L.LightningModule):
             heads=heads,
             dropout=dropout,
             weights_path=weights_path,
+            gap_prior=gap_prior,
+            footprint_zoom=footprint_zoom,
         )
         if members < 1:
             raise ModelConfigError(f"members must be at least 1, got {members}")

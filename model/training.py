@@ -27,6 +27,7 @@ from model.calibration import (
     fit_temperature,
     plot_gap_errors,
     plot_reliability,
+    shrink_temperature,
 )
 from model.datamodule import ChipDataModule, GapLabels
 from model.predict import predict, pseudo_labels
@@ -43,7 +44,9 @@ class TrainResult:
     Attributes:
         task: the trained, temperature-calibrated model.
         val_metrics: calibrated scores on the validation blocks (against their labels).
-        temperature: the fitted temperature.
+        temperature: the temperature in use: the validation fit shrunk towards 1
+            (:func:`model.calibration.shrink_temperature`).
+        temperature_fitted: the validation fit before shrinkage.
         model: the registered version (None without tracking).
         train_buildings: labelled buildings trained on (validation blocks excluded).
         data: the data module it was trained on.
@@ -55,6 +58,7 @@ class TrainResult:
     model: ModelRef | None
     train_buildings: int = 0
     data: ChipDataModule | None = None
+    temperature_fitted: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -148,14 +152,15 @@ def finish_training(
     val_labels = data.calibration_labels.subset(data.val_rows)
     rows = data.positions[data.val_rows]
     task.temperature.fill_(1.0)
-    temperature, metrics = 1.0, None
+    fitted, temperature, metrics = 1.0, 1.0, None
     if len(rows):
         sampled = predict(task, chips, rows, progress=False)
-        temperature = fit_temperature(
+        fitted = fit_temperature(
             torch.from_numpy(sampled.loglik_samples).transpose(0, 1),
             torch.from_numpy(val_labels.target),
             torch.from_numpy(val_labels.interval),
         )
+        temperature = shrink_temperature(fitted, len(rows), data.calibration_prior_buildings)
         task.temperature.fill_(temperature)
         calibrated = predict(task, chips, rows, progress=False)
         metrics = dating_metrics(calibrated.probs, val_labels.hard_gap(), chips.dates)
@@ -163,6 +168,7 @@ def finish_training(
         "data_fingerprint": chips.fingerprint,
         "label_snapshot": labels.snapshot_id,
         "dates": [d.isoformat() for d in chips.dates],
+        "registration_px": None if chips.registration is None else chips.registration.offsets.tolist(),
     }
     if data.pseudo is not None:
         task.trained_on["pseudo_label_snapshot"] = data.pseudo.snapshot_id
@@ -179,6 +185,7 @@ def finish_training(
             logged = {
                 **(params or {}),
                 "temperature": temperature,
+                "temperature_fitted": fitted,
                 "train_buildings": 0 if data.train_rows is None else len(data.train_rows),
             }
             if data.pseudo is not None:
@@ -198,7 +205,13 @@ def finish_training(
             )
     n_train = 0 if data.train_rows is None else len(data.train_rows)
     return TrainResult(
-        task=task, val_metrics=metrics, temperature=temperature, model=ref, train_buildings=n_train, data=data
+        task=task,
+        val_metrics=metrics,
+        temperature=temperature,
+        model=ref,
+        train_buildings=n_train,
+        data=data,
+        temperature_fitted=fitted,
     )
 
 

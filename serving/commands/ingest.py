@@ -6,6 +6,7 @@ import json
 import warnings
 from pathlib import Path
 
+import numpy as np
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -20,6 +21,7 @@ from rich.progress import (
 
 from model.chips import IngestParams, ingest
 from model.errors import IngestWarning, ModelError
+from model.registration import REGISTRATION_FILE, load_or_estimate
 
 __all__ = ["ingest_command", "register"]
 
@@ -84,13 +86,17 @@ def ingest_command(
             )
     rejects = stack.manifest["rejects"]
     state = "built" if cut else "reused (inputs unchanged)"
+    registration = load_or_estimate(stack.path, stack.chips, np.asarray(stack.valid), stack.fingerprint)
+    shifts = np.abs(registration.offsets).max(axis=1)
     console.print(
         f"chip cache {state}: {stack.path}\n"
         f"  {len(stack)} buildings x {len(stack.dates)} dates "
         f"({stack.dates[0].isoformat()} .. {stack.dates[-1].isoformat()}), {stack.crs} at {stack.resolution} m, "
         f"chips {stack.chip_size}x{stack.chip_size}, mean validity {float(stack.valid.mean()):.2f}\n"
         f"  {len(rejects)} rejected input(s) listed in {stack.path / 'manifest.json'}; "
-        f"fingerprint {stack.fingerprint[:12]}",
+        f"fingerprint {stack.fingerprint[:12]}\n"
+        f"  co-registration: dates shifted by up to {int(shifts.max(initial=0))} px "
+        f"({int((shifts > 0).sum())} of {len(shifts)} dates moved; {stack.path / REGISTRATION_FILE})",
         soft_wrap=True,
         highlight=False,
     )
@@ -103,6 +109,7 @@ def ingest_command(
                 "rejects": len(rejects),
                 "built": cut,
                 "fingerprint": stack.fingerprint,
+                "registration_px": registration.offsets.tolist(),
             }
         )
     )

@@ -28,13 +28,17 @@ def _figures(seed: int, **over: float) -> dict[str, Any]:
 
 
 def test_summary_gives_means_worst_seeds_and_the_verdict() -> None:
-    runs = [_figures(0), _figures(1, within1_gap_accuracy=0.96, ece=0.05, train_epoch_s=4.0)]
+    runs = [
+        _figures(0, ci90_width_days=20.0),
+        _figures(1, within1_gap_accuracy=0.96, ece=0.05, train_epoch_s=4.0, ci90_width_days=25.0),
+    ]
     summary = summarise(runs)
     assert summary["seeds"] == [0, 1]
     assert summary["within1_gap_accuracy"] == pytest.approx(0.97)
     assert summary["worst_within1_gap_accuracy"] == pytest.approx(0.96)  # the lower one
     assert summary["worst_ece"] == pytest.approx(0.05)  # the higher one
     assert summary["worst_train_epoch_s"] == pytest.approx(4.0)
+    assert summary["worst_ci90_width_days"] == pytest.approx(25.0)  # the wider interval
     assert (
         summary["targets_met_every_seed"] is False
     )  # seed 1 misses within-1 and ECE, although the mean meets

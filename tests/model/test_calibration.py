@@ -16,6 +16,7 @@ from model.calibration import (
     expected_calibration_error,
     plot_gap_errors,
     plot_reliability,
+    shrink_temperature,
 )
 
 DATES = tuple(dt.date(2017, 1, 1) + dt.timedelta(days=10 * t) for t in range(4))
@@ -91,3 +92,13 @@ def test_temperature_fit_finds_the_global_minimum_with_floored_soft_labels() -> 
     brute = min(nll(float(t)) for t in grid)
     fitted = fit_temperature(loglik, target, interval)
     assert nll(fitted) <= brute + 1e-4
+
+
+def test_shrunk_temperature_needs_many_validation_buildings_to_move_far_from_one() -> None:
+    assert shrink_temperature(1.4, 150, 1000.0) == pytest.approx(1.4 ** (150 / 1150))
+    assert 1.0 < shrink_temperature(1.4, 150, 1000.0) < shrink_temperature(1.4, 5000, 1000.0) < 1.4
+    assert shrink_temperature(0.7, 5000, 1000.0) == pytest.approx(0.7 ** (5 / 6))
+    assert shrink_temperature(1.4, 150, 0.0) == pytest.approx(1.4)  # no prior: the fit as it is
+    assert shrink_temperature(1.4, 0, 1000.0) == 1.0
+    with pytest.raises(ValueError, match="prior_buildings must be >= 0"):
+        shrink_temperature(1.4, 150, -1.0)

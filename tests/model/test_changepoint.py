@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from model.changepoint import (
     credible_interval,
+    duration_log_prior,
     gap_log_likelihood,
     gap_posterior,
     gap_to_states,
@@ -98,3 +99,28 @@ def test_interval_mask_and_credible_interval() -> None:
 def test_entropy_of_certain_posterior_is_zero() -> None:
     logp = torch.log(torch.tensor([1.0, 0.0, 0.0]))
     assert float(posterior_entropy(logp)) == 0.0
+
+
+def test_duration_prior_splits_indistinguishable_gaps_by_their_length() -> None:
+    days = torch.tensor([0.0, 10.0, 40.0, 50.0])  # inner gaps of 10, 30 and 10 days
+    prior = duration_log_prior(days)
+    assert prior.shape == (5,)
+    # the open gaps get the mean inner length: the prior never moves mass between damaged and intact
+    torch.testing.assert_close(prior[[0, 4]], torch.zeros(2))
+    # date 2 (day 40) clouded: gaps 2 and 3 are indistinguishable, and split 30 : 10
+    log_i = torch.tensor([0.0, 0.0, 0.0, -9.0])
+    log_d = torch.tensor([-9.0, -9.0, 0.0, 0.0])
+    weight = torch.tensor([1.0, 1.0, 0.0, 1.0])
+    post = gap_posterior(gap_log_likelihood(log_i, log_d, weight), prior).exp()
+    torch.testing.assert_close(post[2] / post[3], torch.tensor(3.0))
+    torch.testing.assert_close(
+        post[1] / post[2], torch.tensor((10 / 30) * 2.718281828**-9.0), rtol=1e-3, atol=0
+    )
+
+
+def test_duration_prior_is_flat_for_equally_spaced_dates_and_batches() -> None:
+    days = torch.tensor([[0.0, 7.0, 14.0, 21.0], [0.0, 5.0, 50.0, 55.0]])
+    prior = duration_log_prior(days)
+    torch.testing.assert_close(prior[0], torch.zeros(5))
+    assert prior[1, 2] > 0 > prior[1, 1]
+    assert duration_log_prior(torch.tensor([0.0])).shape == (2,)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from model.calibration import shrink_temperature
 from model.errors import ModelConfigError
 from model.training import run_cli
 from tests.model.dating_data import exact_labels, synthetic_chips, write_cache
@@ -42,6 +43,13 @@ def test_config_runs_with_fast_dev_run(config: Path, tiny_data: tuple[Path, Path
     result = run_cli([*args, "--trainer.fast_dev_run", "true", "--trainer.enable_progress_bar", "false"])
     assert result.val_metrics is not None and result.temperature > 0
     assert result.task.trained_on["data_fingerprint"] == "synthetic-12"
+    data = result.data
+    assert data is not None and data.val_rows is not None
+    # the temperature in use is the validation fit shrunk towards 1 by the validation set's size
+    assert float(result.task.temperature) == pytest.approx(result.temperature)
+    assert result.temperature == pytest.approx(
+        shrink_temperature(result.temperature_fitted, len(data.val_rows), data.calibration_prior_buildings)
+    )
 
 
 def test_config_naming_an_unknown_backbone_fails_clearly(tiny_data: tuple[Path, Path]) -> None:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from model.changepoint import gap_posterior
+from model.changepoint import duration_log_prior, gap_posterior
 from model.errors import ModelConfigError
 from model.network import DatingNetwork, NetworkConfig, build_encoder
 from tests.model.dating_data import synthetic_chips
@@ -66,6 +66,25 @@ def test_unknown_temporal_model_is_a_clear_error() -> None:
         DatingNetwork(NetworkConfig(temporal="lstm"))
 
 
+def test_gap_prior_adds_the_duration_prior_and_unknown_priors_are_clear_errors(
+    rng: np.random.Generator,
+) -> None:
+    batch = _batch(rng)
+    batch["days"] = torch.tensor([0.0, 5.0, 50.0, 60.0, 70.0])[None].expand(4, 5)
+    torch.manual_seed(0)
+    flat = DatingNetwork(NetworkConfig(input_size=16, gap_prior="uniform")).eval()
+    torch.manual_seed(0)
+    timed = DatingNetwork(NetworkConfig(input_size=16, gap_prior="duration")).eval()
+    args = (batch["chips"], batch["mask"], batch["valid"], batch["days"])
+    torch.testing.assert_close(
+        timed(*args).gap_loglik - flat(*args).gap_loglik, duration_log_prior(batch["days"])
+    )
+    with pytest.raises(
+        ModelConfigError, match="unknown gap_prior 'poisson'; choose one of duration, uniform"
+    ):
+        DatingNetwork(NetworkConfig(gap_prior="poisson"))
+
+
 def test_too_few_bands_is_a_clear_error_and_extra_bands_are_ignored(rng: np.random.Generator) -> None:
     batch = _batch(rng)
     with pytest.raises(ModelConfigError, match="chips have 4 bands"):
@@ -103,3 +122,25 @@ def test_weights_file_errors_are_clear(tmp_path: Path) -> None:
     torch.save(build_encoder(NetworkConfig(width=8), 5).state_dict(), path)
     with pytest.raises(ModelConfigError, match="does not fit backbone 'small_cnn'"):
         build_encoder(NetworkConfig(weights_path=str(path)), 5)
+
+
+def test_footprint_zoom_magnifies_small_buildings_and_leaves_large_ones_as_cropped() -> None:
+    torch.manual_seed(0)
+    chips = torch.randint(0, 255, (3, 2, 4, 64, 64), dtype=torch.uint8)
+    mask = torch.zeros(3, 64, 64, dtype=torch.uint8)
+    mask[0, 27:37, 27:37] = 255  # 100 px: a window of 2 x 10 = 20 px, seen at 32 px
+    mask[1, 16:48, 16:48] = 255  # large: the plain 32 px centre crop
+    mask[2, 30:34, 30:34] = 255  # tiny: at most twice the resolution (a 16 px window)
+    net = DatingNetwork(NetworkConfig(input_size=32, footprint_zoom=2.0)).eval()
+    x, m = net._zoomed(chips, mask, 32)
+    assert x.shape == (6, 4, 32, 32) and m.shape == (3, 1, 32, 32)
+    inside = (m[:, 0] > 127).flatten(1).sum(dim=1).tolist()
+    assert inside[0] == pytest.approx(100 * (32 / 20) ** 2, rel=0.1)
+    assert inside[2] == pytest.approx(16 * 4, rel=0.1)
+    torch.testing.assert_close(x[2:4], chips[1, :, :, 16:48, 16:48].float())
+    plain = DatingNetwork(NetworkConfig(input_size=32)).eval()
+    net.load_state_dict(plain.state_dict())
+    args = (chips[1:2], mask[1:2], torch.ones(1, 2), torch.tensor([[0.0, 10.0]]))
+    torch.testing.assert_close(net(*args).gap_loglik, plain(*args).gap_loglik)
+    with pytest.raises(ModelConfigError, match="footprint_zoom must be 0"):
+        DatingNetwork(NetworkConfig(footprint_zoom=-1.0))

@@ -27,6 +27,9 @@ def test_ingest_builds_then_reuses(scene: Scene, tmp_path: Path) -> None:
     again = runner.invoke(app, args)
     assert again.exit_code == 0 and json.loads(again.stdout.strip().splitlines()[-1])["built"] is False
     assert (tmp_path / "cache" / "chips.u8").is_file()
+    # the cache's co-registration is estimated with it and reported (one [rows, cols] shift per date)
+    assert len(summary["registration_px"]) == 3 and (tmp_path / "cache" / "registration.json").is_file()
+    assert "co-registration: dates shifted by up to" in first.output
 
 
 def test_ingest_reports_rejects_and_fatal_errors(scene: Scene, tmp_path: Path) -> None:
