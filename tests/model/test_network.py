@@ -137,10 +137,11 @@ def test_footprint_zoom_magnifies_small_buildings_and_leaves_large_ones_as_cropp
     inside = (m[:, 0] > 127).flatten(1).sum(dim=1).tolist()
     assert inside[0] == pytest.approx(100 * (32 / 20) ** 2, rel=0.1)
     assert inside[2] == pytest.approx(16 * 4, rel=0.1)
-    torch.testing.assert_close(x[2:4], chips[1, :, :, 16:48, 16:48].float())
+    # the plain crop, up to float rounding of the sampling grid (values are 0..255)
+    torch.testing.assert_close(x[2:4], chips[1, :, :, 16:48, 16:48].float(), atol=0.01, rtol=0)
     plain = DatingNetwork(NetworkConfig(input_size=32)).eval()
     net.load_state_dict(plain.state_dict())
     args = (chips[1:2], mask[1:2], torch.ones(1, 2), torch.tensor([[0.0, 10.0]]))
-    torch.testing.assert_close(net(*args).gap_loglik, plain(*args).gap_loglik)
+    torch.testing.assert_close(net(*args).gap_loglik, plain(*args).gap_loglik, atol=1e-3, rtol=1e-4)
     with pytest.raises(ModelConfigError, match="footprint_zoom must be 0"):
         DatingNetwork(NetworkConfig(footprint_zoom=-1.0))
