@@ -15,8 +15,9 @@ shift of the whole acquisition is robust to the damage it is meant to reveal. Th
 their median, taken as the footprints' frame (misregistration has no common direction across passes).
 :func:`apply_offsets` moves a chip stack onto that frame (edges repeated, never wrapped).
 
-Registration is a property of the chip cache: :func:`model.chips.ingest` writes it to ``registration.json``
-beside the chips and :meth:`model.datamodule.ChipArrays.open` applies it when chips are read.
+Registration is a property of the chip cache, kept in ``registration.json`` beside the chips: `striketracker
+ingest` estimates and reports it, :meth:`model.datamodule.ChipArrays.open` estimates it when it is missing or
+stale, and applies it whenever chips are read.
 """
 
 from __future__ import annotations
