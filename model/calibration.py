@@ -33,6 +33,7 @@ __all__ = [
     "plot_reliability",
     "reported_gap",
     "shrink_temperature",
+    "tempered_log_posterior",
 ]
 
 ECE_BINS = 15
@@ -56,6 +57,15 @@ def gap_nll(
     return -torch.logsumexp(log_post + log_w, dim=-1)
 
 
+def tempered_log_posterior(gap_loglik: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Log of the Monte-Carlo mean of ``gap_posterior(loglik / temperature)`` over samples ``[S, N, G]`` -> ``[N, G]``.
+
+    What prediction reports for S dropout samples at that temperature (``[N, G]`` input counts as one sample).
+    """
+    loglik = gap_loglik if gap_loglik.ndim == 3 else gap_loglik[None]
+    return torch.logsumexp(gap_posterior(loglik / temperature), dim=0) - float(np.log(loglik.shape[0]))
+
+
 def fit_temperature(
     gap_loglik: torch.Tensor,
     target: torch.Tensor,
@@ -73,13 +83,10 @@ def fit_temperature(
     if gap_loglik.shape[-2] == 0:
         return 1.0
     loglik = gap_loglik.detach().double()
-    if loglik.ndim == 2:
-        loglik = loglik[None]
     target, interval = target.double(), interval.bool()
-    log_s = float(np.log(loglik.shape[0]))
 
     def loss(log_t: float) -> float:
-        post = torch.logsumexp(gap_posterior(loglik / float(np.exp(log_t))), dim=0) - log_s
+        post = tempered_log_posterior(loglik, float(np.exp(log_t)))
         return float(gap_nll(post, target, interval).mean())
 
     grid = np.linspace(np.log(bounds[0]), np.log(bounds[1]), 41)

@@ -110,12 +110,15 @@ class ChipArrays:
             registration=registration,
         )
 
+    @property
+    def registration_px(self) -> list[list[int]] | None:
+        """The per-date ``[rows, cols]`` shifts chips are read with (for evidence records), or None."""
+        return None if self.registration is None else self.registration.offsets.tolist()
+
     def read(self, row: int) -> np.ndarray:
         """One building's chips ``[T, C, H, W]``, registered when the cache has a registration."""
         stack = np.asarray(self.chips[row])
-        if self.registration is None or self.registration.is_identity:
-            return stack
-        return apply_offsets(stack, self.registration.offsets)
+        return stack if self.registration is None else apply_offsets(stack, self.registration.offsets)
 
     def read_many(self, rows: np.ndarray) -> np.ndarray:
         """Chips ``[len(rows), T, C, H, W]`` of several buildings (see :meth:`read`)."""

@@ -315,9 +315,8 @@ def augment_timeline(
     """
     chips, valid = batch["chips"], batch["valid"]
     b, t = valid.shape
-    if (
-        shift_px > 0
-    ):  # a loop of rolls: faster on CPU than a batched gather (12 vs 30 ms per batch of 32 x 15)
+    if shift_px > 0:
+        # a loop of rolls: faster on CPU than a batched gather (12 vs 30 ms per batch of 32 x 15)
         offsets = torch.randint(-shift_px, shift_px + 1, (b, t, 2))
         shifted = torch.empty_like(chips)
         for i in range(b):

@@ -168,11 +168,17 @@ def finish_training(
         "data_fingerprint": chips.fingerprint,
         "label_snapshot": labels.snapshot_id,
         "dates": [d.isoformat() for d in chips.dates],
-        "registration_px": None if chips.registration is None else chips.registration.offsets.tolist(),
+        "registration_px": chips.registration_px,
     }
-    if data.pseudo is not None:
-        task.trained_on["pseudo_label_snapshot"] = data.pseudo.snapshot_id
-        task.trained_on["pseudo_labelled_buildings"] = len(data.pseudo.building_ids)
+    pseudo_record = (
+        {}
+        if data.pseudo is None
+        else {
+            "pseudo_label_snapshot": data.pseudo.snapshot_id,
+            "pseudo_labelled_buildings": len(data.pseudo.building_ids),
+        }
+    )
+    task.trained_on.update(pseudo_record)
     ref = None
     if tracking is not None:
         with tempfile.TemporaryDirectory() as tmp:
@@ -187,10 +193,8 @@ def finish_training(
                 "temperature": temperature,
                 "temperature_fitted": fitted,
                 "train_buildings": 0 if data.train_rows is None else len(data.train_rows),
+                **pseudo_record,
             }
-            if data.pseudo is not None:
-                logged["pseudo_label_snapshot"] = data.pseudo.snapshot_id
-                logged["pseudo_labelled_buildings"] = len(data.pseudo.building_ids)
             ref = log_training_run(
                 task,
                 tracking,

@@ -37,8 +37,7 @@ from active_learning.schema import annotations_to_table
 from active_learning.volunteers import VolunteerPool, load_truth, simulate_annotations
 from experiments.benchmarks.ingest import ensure_scenario, folder_lock
 from model.baseline import ChangePointBaseline
-from model.calibration import dating_metrics, plot_gap_errors, plot_reliability
-from model.changepoint import gap_posterior
+from model.calibration import dating_metrics, plot_gap_errors, plot_reliability, tempered_log_posterior
 from model.chips import ingest
 from model.datamodule import GRADES, ChipArrays, GapLabels
 from model.predict import predict
@@ -82,12 +81,6 @@ class EpochTimer(L.Callback):
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.seconds.append(time.perf_counter() - self._start - self._val)
-
-
-def tempered_probs(loglik_samples: np.ndarray, temperature: float) -> np.ndarray:
-    """Gap probabilities ``[N, T + 1]`` from per-sample log joints ``[N, S, T + 1]`` at another temperature."""
-    tempered = gap_posterior(torch.from_numpy(loglik_samples).double() / temperature)
-    return torch.logsumexp(tempered, dim=1).sub(np.log(loglik_samples.shape[1])).exp().numpy()
 
 
 def chip_cache(preset: str, seed: int, work: Path) -> tuple[Path, ChipArrays]:
@@ -205,8 +198,9 @@ def run(
     deterministic = predict(task, eval_chips, rows, mc_samples=1, progress=False)
     model = dating_metrics(preds.probs, true_gap, eval_chips.dates)
     # calibration arms on the same predictions: the raw validation fit, and no temperature at all
-    untempered = {
-        name: dating_metrics(tempered_probs(preds.loglik_samples, t), true_gap, eval_chips.dates)
+    samples = torch.from_numpy(preds.loglik_samples).double().transpose(0, 1)  # [S, N, T + 1]
+    calibration_arms = {
+        name: dating_metrics(tempered_log_posterior(samples, t).exp().numpy(), true_gap, eval_chips.dates)
         for name, t in (("temperature_fitted", result.temperature_fitted), ("temperature_1", 1.0))
     }
     crowd_only_metrics = model
@@ -250,9 +244,7 @@ def run(
         **base.as_dict("baseline_"),
         "exact_gain_over_baseline": model.exact_gap_accuracy - base.exact_gap_accuracy,
         **{k: v for k, v in base_stored.as_dict("baseline_unregistered_").items() if "accuracy" in k},
-        "eval_registration_px": []
-        if eval_chips.registration is None
-        else eval_chips.registration.offsets.tolist(),
+        "eval_registration_px": eval_chips.registration_px,
         "inference_chips_per_s": n_chips / preds.seconds,
         "inference_mc_samples": mc,
         "inference_deterministic_chips_per_s": n_chips / deterministic.seconds,
@@ -266,8 +258,8 @@ def run(
         "pseudo_labelled_buildings": pseudo_count,
         "temperature": result.temperature,
         "temperature_fitted": result.temperature_fitted,
-        "ece_at_temperature_fitted": untempered["temperature_fitted"].ece,
-        "ece_at_temperature_1": untempered["temperature_1"].ece,
+        "ece_at_temperature_fitted": calibration_arms["temperature_fitted"].ece,
+        "ece_at_temperature_1": calibration_arms["temperature_1"].ece,
         "val_exact_gap_accuracy": result.val_metrics.exact_gap_accuracy
         if result.val_metrics
         else float("nan"),

@@ -196,7 +196,7 @@ def predict_command(
             data_fingerprint=chips.fingerprint,
             mc_samples=samples,
             temperature=float(task.temperature),
-            registration_px=None if chips.registration is None else chips.registration.offsets.tolist(),
+            registration_px=chips.registration_px,
         )
     except ModelError as exc:
         raise _fail(exc) from None

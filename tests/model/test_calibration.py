@@ -102,3 +102,14 @@ def test_shrunk_temperature_needs_many_validation_buildings_to_move_far_from_one
     assert shrink_temperature(1.4, 0, 1000.0) == 1.0
     with pytest.raises(ValueError, match="prior_buildings must be >= 0"):
         shrink_temperature(1.4, 150, -1.0)
+
+
+def test_tempered_log_posterior_is_the_monte_carlo_mean_of_tempered_posteriors() -> None:
+    from model.calibration import tempered_log_posterior
+    from model.changepoint import gap_posterior
+
+    gen = torch.Generator().manual_seed(5)
+    loglik = torch.randn(3, 4, 6, generator=gen, dtype=torch.float64) * 3
+    mean = gap_posterior(loglik / 2.0).exp().mean(dim=0)
+    torch.testing.assert_close(tempered_log_posterior(loglik, 2.0).exp(), mean)
+    torch.testing.assert_close(tempered_log_posterior(loglik[0], 2.0), gap_posterior(loglik[0] / 2.0))

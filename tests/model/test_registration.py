@@ -94,10 +94,12 @@ def test_registration_is_stored_with_the_cache_and_applied_on_read(
     assert stored["fingerprint"] == arrays.fingerprint
     assert opened.registration is not None
     np.testing.assert_array_equal(stored["offsets_px"], opened.registration.offsets)
+    assert opened.registration_px == stored["offsets_px"]
     np.testing.assert_array_equal(opened.read(4), apply_offsets(chips[4], opened.registration.offsets))
     np.testing.assert_array_equal(opened.read_many(np.array([4, 9]))[1], opened.read(9))
     raw = ChipArrays.open(cache, register=False)
     assert raw.registration is None
+    assert raw.registration_px is None
     np.testing.assert_array_equal(raw.read(4), chips[4])
 
 
