@@ -204,3 +204,8 @@ def test_pseudo_labels_from_another_timeline_are_refused(rng: np.random.Generato
 def test_pseudo_weight_outside_unit_interval_is_refused() -> None:
     with pytest.raises(LabelError, match="pseudo_weight"):
         ChipDataModule(pseudo_weight=0.0)
+
+
+def test_negative_calibration_prior_is_refused() -> None:
+    with pytest.raises(LabelError, match="calibration_prior_buildings must be >= 0, got -1"):
+        ChipDataModule(calibration_prior_buildings=-1.0)
