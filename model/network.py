@@ -8,7 +8,12 @@ For one building with T chips the network computes
    shed fills the input as a house does) standardised per band (cancels per-date illumination and haze), the
    footprint mask and the per-band chip statistics;
 2. difference features against earlier dates: e_t - e_first (first valid date) and e_t - r_t, where r_t is the
-   validity-weighted mean of the embeddings of all earlier dates;
+   validity-weighted mean of the embeddings of all earlier dates; with ``date_context``, also e_t - c_t, where
+   c_t is the mean embedding of date t's clear chips over a sample of the scene's buildings
+   (:func:`date_context`). Each acquisition has its own sun and view geometry, so every building's shadows and
+   walls change together from one date to the next: compared only with its own past, a house under a
+   high-noon sun looks "damaged" and a damaged one under a low sun "intact". Compared with how the whole
+   city looks on that date, those shared changes cancel;
 3. a small transformer over the dates with sinusoidal encodings of the acquisition day, invalid dates masked
    out of the attention keys;
 4. per-date emission log-probabilities of intact / damaged, turned into the exact gap log-likelihood by
@@ -33,7 +38,16 @@ from torch import nn
 from model.changepoint import duration_log_prior, gap_log_likelihood
 from model.errors import ModelConfigError
 
-__all__ = ["BACKBONES", "GAP_PRIORS", "TEMPORAL_MODELS", "DatingNetwork", "DatingOutput", "NetworkConfig"]
+__all__ = [
+    "BACKBONES",
+    "GAP_PRIORS",
+    "TEMPORAL_MODELS",
+    "VALID_THRESHOLD",
+    "DatingNetwork",
+    "DatingOutput",
+    "NetworkConfig",
+    "date_context",
+]
 
 GAP_PRIORS = ("duration", "uniform")
 """Gap priors: ``duration`` (:func:`model.changepoint.duration_log_prior`) or ``uniform`` over gaps."""
@@ -63,6 +77,10 @@ class NetworkConfig:
         gap_prior: prior over gaps added to the images' log-likelihood, one of :data:`GAP_PRIORS`.
         footprint_zoom: 0 for the plain centre crop; otherwise the encoder's window is this many footprint
             sides wide (between ``input_size / 2`` and the crop), so small buildings get more pixels.
+        date_context: the temporal model also sees each chip embedding minus the date's context, the mean
+            embedding of that date over a sample of the scene's buildings (module docstring, step 2). In training
+            the sample is the batch; in prediction a fixed sample of the cache
+            (:meth:`model.task.DatingTask.date_contexts`, :func:`model.predict.reference_rows`).
     """
 
     backbone: str = "small_cnn"
@@ -79,6 +97,7 @@ class NetworkConfig:
     weights_path: str | None = None
     gap_prior: str = "duration"
     footprint_zoom: float = 0.0
+    date_context: bool = False
 
 
 @dataclass(frozen=True)
@@ -204,6 +223,20 @@ def date_encoding(days: torch.Tensor, dim: int) -> torch.Tensor:
     return F.pad(enc, (0, dim - 2 * half))
 
 
+def date_context(emb: torch.Tensor, seen: torch.Tensor) -> torch.Tensor:
+    """Mean embedding ``[T, E]`` of each date over the buildings whose chip is clear on that date.
+
+    Args:
+        emb: ``[B, T, E]`` chip embeddings of a sample of one scene's buildings.
+        seen: ``[B, T]`` 1 where the chip is clear enough to count (:data:`VALID_THRESHOLD`), else 0.
+
+    A date with no clear chip in the sample gets the plain mean over the sample.
+    """
+    n = seen.sum(dim=0)[:, None]
+    total = (emb * seen[..., None]).sum(dim=0)
+    return torch.where(n > 0, total / n.clamp_min(1.0), emb.mean(dim=0))
+
+
 class DatingNetwork(nn.Module):
     """Chips of a building's timeline in, per-date emissions and the gap log-likelihood out (module docstring)."""
 
@@ -226,7 +259,7 @@ class DatingNetwork(nn.Module):
         self.encoder = build_encoder(config, c + 1)
         self.stats_proj = nn.Linear(2 * c, config.embed_dim)
         self.drop = nn.Dropout(config.dropout)
-        self.in_proj = nn.Linear(3 * config.embed_dim + 1, config.d_model)
+        self.in_proj = nn.Linear((4 if config.date_context else 3) * config.embed_dim + 1, config.d_model)
         self.temporal: nn.Module | None = None
         if config.temporal == "transformer":
             layer = nn.TransformerEncoderLayer(
@@ -310,24 +343,35 @@ class DatingNetwork(nn.Module):
         m = F.grid_sample(mask[:, None].float(), grid, mode="bilinear", align_corners=False)
         return x.reshape(b * t, c, size, size), m
 
-    def temporal_forward(self, emb: torch.Tensor, valid: torch.Tensor, days: torch.Tensor) -> DatingOutput:
+    def temporal_forward(
+        self, emb: torch.Tensor, valid: torch.Tensor, days: torch.Tensor, context: torch.Tensor | None = None
+    ) -> DatingOutput:
         """The part after the encoder; re-run with dropout active for Monte-Carlo samples.
 
         Args:
             emb: ``[B, T, E]`` chip embeddings.
             valid: ``[B, T]`` valid fraction of each chip (evidence weight).
             days: ``[B, T]`` days since the first acquisition.
+            context: ``[T, E]`` date context (:func:`date_context`) of a reference sample; a network with
+                date context takes the batch's own when it is None. Ignored by a network without.
         """
-        emb = self.drop(emb)
         weight = valid.clamp(0.0, 1.0)
         seen = (weight >= VALID_THRESHOLD).to(emb.dtype)
+        if not self.config.date_context:
+            context = None
+        elif context is None:  # before dropout: the context is the scene's, not a Monte-Carlo sample's
+            context = date_context(emb, seen)
+        emb = self.drop(emb)
         # Running reference: validity-weighted mean of strictly earlier embeddings (itself when none).
         cum_w = torch.cumsum(seen, dim=1) - seen
         cum_e = torch.cumsum(emb * seen[..., None], dim=1) - emb * seen[..., None]
         running = torch.where(cum_w[..., None] > 0, cum_e / cum_w.clamp_min(1.0)[..., None], emb)
         first_idx = torch.where(seen.sum(dim=1) > 0, seen.argmax(dim=1), torch.zeros_like(seen[:, 0]).long())
         first = emb.gather(1, first_idx[:, None, None].expand(-1, 1, emb.shape[-1]))
-        features = torch.cat([emb, emb - first, emb - running, weight[..., None]], dim=-1)
+        parts = [emb, emb - first, emb - running]
+        if context is not None:
+            parts.append(emb - context[None])
+        features = torch.cat([*parts, weight[..., None]], dim=-1)
         h = self.in_proj(features) + date_encoding(days.to(emb.dtype), self.config.d_model)
         if self.temporal is not None:
             hidden = seen < 0.5

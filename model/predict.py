@@ -38,7 +38,15 @@ from model.datamodule import ChipArrays, ChipDataset, GapLabels
 from model.errors import DataMismatchError
 from model.task import DatingTask
 
-__all__ = ["Predictions", "predict", "pseudo_labels", "write_posteriors"]
+__all__ = [
+    "CONTEXT_BUILDINGS",
+    "Predictions",
+    "predict",
+    "pseudo_labels",
+    "reference_batch",
+    "reference_rows",
+    "write_posteriors",
+]
 
 
 @dataclass(frozen=True)
@@ -53,6 +61,8 @@ class Predictions:
         p_destroyed: P(destroyed | damaged).
         loglik_samples: ``[N, S, T + 1]`` per Monte-Carlo sample gap log-likelihood before temperature.
         seconds: wall time of the prediction.
+        context_buildings: the reference sample whose per-date mean embeddings were the date context
+            (:func:`reference_rows`); empty when the model uses none.
     """
 
     building_ids: tuple[str, ...]
@@ -63,6 +73,7 @@ class Predictions:
     p_destroyed: np.ndarray = field(repr=False)
     loglik_samples: np.ndarray = field(repr=False, default_factory=lambda: np.zeros((0, 1, 1)))
     seconds: float = 0.0
+    context_buildings: tuple[str, ...] = ()
 
 
 def predict(
@@ -90,9 +101,14 @@ def predict(
     parts: dict[str, list[torch.Tensor]] = {}
     started = time.perf_counter()
     task.eval()
+    contexts: dict[tuple[int, int], torch.Tensor] | None = None
+    context_buildings: tuple[str, ...] = ()
+    if task.network_config.date_context:
+        contexts = task.date_contexts(reference_batch(chips), samples)
+        context_buildings = tuple(chips.building_ids[r] for r in reference_rows(chips))
     with tqdm(total=len(rows), desc="predict", unit="bldg", disable=not progress) as bar:
         for batch in loader:
-            out = task.mc_predict(batch, samples)
+            out = task.mc_predict(batch, samples, contexts)
             for key, value in out.items():
                 parts.setdefault(key, []).append(value.detach().cpu())
             bar.update(len(batch["row"]))
@@ -111,7 +127,24 @@ def predict(
         p_destroyed=cat("p_destroyed", (0,)),
         loglik_samples=cat("loglik_samples", (0, 1, g)),
         seconds=seconds,
+        context_buildings=context_buildings,
     )
+
+
+CONTEXT_BUILDINGS = 128
+"""Buildings in the fixed reference sample whose per-date mean embedding is the date context."""
+
+
+def reference_rows(chips: ChipArrays, size: int = CONTEXT_BUILDINGS) -> np.ndarray:
+    """The fixed, seeded sample of a cache's rows that date contexts come from (the same on every run)."""
+    n = len(chips.building_ids)
+    return np.sort(np.random.default_rng(0).permutation(n)[: min(size, n)])
+
+
+def reference_batch(chips: ChipArrays, size: int = CONTEXT_BUILDINGS) -> dict[str, torch.Tensor]:
+    """Chips, masks and validity of :func:`reference_rows`, as one batch."""
+    loader = DataLoader(ChipDataset(chips, reference_rows(chips, size)), batch_size=size, shuffle=False)
+    return next(iter(loader))
 
 
 def pseudo_labels(
@@ -199,6 +232,7 @@ def write_posteriors(
         "mc_samples": mc_samples,
         "temperature": temperature,
         "registration_px": None if registration_px is None else [list(map(int, o)) for o in registration_px],
+        "date_context_buildings": list(predictions.context_buildings),
         "buildings": len(frame),
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }

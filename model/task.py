@@ -23,7 +23,7 @@ from torch import nn
 from model.calibration import gap_nll
 from model.changepoint import gap_posterior, posterior_entropy, reported_gap
 from model.errors import ModelConfigError
-from model.network import DatingNetwork, DatingOutput, NetworkConfig
+from model.network import VALID_THRESHOLD, DatingNetwork, DatingOutput, NetworkConfig, date_context
 
 __all__ = ["DatingTask"]
 
@@ -47,6 +47,8 @@ class DatingTask(L.LightningModule):
         gap_prior: ``duration`` (a gap's prior grows with its length in days) or ``uniform``.
         footprint_zoom: 0 for the plain centre crop; otherwise the encoder sees a window this many footprint
             sides wide, resampled to ``input_size`` (small buildings at up to twice the resolution).
+        date_context: the temporal model also compares each chip with the scene's mean look on that date
+            (:attr:`model.network.NetworkConfig.date_context`).
         lr: AdamW learning rate.
         weight_decay: AdamW weight decay.
         grade_weight: weight of the final-grade loss.
@@ -84,6 +86,7 @@ class DatingTask(L.LightningModule):
         weights_path: str | None = None,
         gap_prior: str = "duration",
         footprint_zoom: float = 0.0,
+        date_context: bool = False,
         lr: float = 3e-3,
         weight_decay: float = 1e-4,
         grade_weight: float = 0.2,
@@ -112,6 +115,7 @@ class DatingTask(L.LightningModule):
             weights_path=weights_path,
             gap_prior=gap_prior,
             footprint_zoom=footprint_zoom,
+            date_context=date_context,
         )
         if members < 1:
             raise ModelConfigError(f"members must be at least 1, got {members}")
@@ -223,8 +227,47 @@ class DatingTask(L.LightningModule):
     # --- prediction -------------------------------------------------------------------------------------------
 
     @torch.no_grad()
-    def mc_predict(self, batch: dict[str, torch.Tensor], samples: int) -> dict[str, torch.Tensor]:
+    def date_contexts(
+        self, reference: dict[str, torch.Tensor], samples: int
+    ) -> dict[tuple[int, int], torch.Tensor]:
+        """Date contexts (:func:`model.network.date_context`) of a reference sample of the scene's buildings.
+
+        One ``[T, E]`` context per (member, quarter turn) that :meth:`mc_predict` uses with ``samples``; empty
+        when the network does not use date context. Fixing the reference makes every building's prediction
+        independent of the batch it happens to be in.
+        """
+        if not self.network_config.date_context:
+            return {}
+        was_training = self.training
+        self.eval()
+        nets = self.networks
+        samples = max(int(samples), 1)
+        quarter_turns = 4 if self.hparams.get("tta", False) and samples > 1 else 1
+        seen = (reference["valid"].clamp(0.0, 1.0) >= VALID_THRESHOLD).float()
+        contexts: dict[tuple[int, int], torch.Tensor] = {}
+        for m, net in enumerate(nets):
+            for s_idx in range(m, max(samples, len(nets)), len(nets)):
+                k = s_idx % quarter_turns
+                if (m, k) not in contexts:
+                    emb = net.embed(
+                        torch.rot90(reference["chips"], k, dims=(-2, -1)),
+                        torch.rot90(reference["mask"], k, dims=(-2, -1)),
+                    )
+                    contexts[(m, k)] = date_context(emb, seen)
+        self.train(was_training)
+        return contexts
+
+    @torch.no_grad()
+    def mc_predict(
+        self,
+        batch: dict[str, torch.Tensor],
+        samples: int,
+        contexts: dict[tuple[int, int], torch.Tensor] | None = None,
+    ) -> dict[str, torch.Tensor]:
         """Monte-Carlo dropout posterior of a batch.
+
+        ``contexts`` are the date contexts of a reference sample (:meth:`date_contexts`); without them a network
+        with date context takes the batch's own (as in training).
 
         Returns:
             ``row``, ``probs`` ``[B, T + 1]`` (mean over samples), ``entropy`` (of the mean), ``bald``
@@ -251,15 +294,21 @@ class DatingTask(L.LightningModule):
                     embs[k] = net.embed(
                         torch.rot90(chips, k, dims=(-2, -1)), torch.rot90(mask, k, dims=(-2, -1))
                     )
-            first = embs[mine[0] % quarter_turns]
-            determ.append(net.temporal_forward(first, valid, days))
+            ctx = contexts or {}
+            k0 = mine[0] % quarter_turns
+            determ.append(net.temporal_forward(embs[k0], valid, days, ctx.get((m, k0))))
             if samples == 1:
                 outs.append(determ[-1])
                 continue
             for module in net.modules():
                 if isinstance(module, nn.Dropout):
                     module.train()
-            outs += [net.temporal_forward(embs[s_idx % quarter_turns], valid, days) for s_idx in mine]
+            outs += [
+                net.temporal_forward(
+                    embs[s_idx % quarter_turns], valid, days, ctx.get((m, s_idx % quarter_turns))
+                )
+                for s_idx in mine
+            ]
             self.eval()
         samples_loglik = torch.stack([o.gap_loglik for o in outs])
         log_posts = torch.stack([self.log_posterior(o) for o in outs])

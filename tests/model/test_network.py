@@ -10,7 +10,7 @@ import torch
 
 from model.changepoint import duration_log_prior, gap_posterior
 from model.errors import ModelConfigError
-from model.network import DatingNetwork, NetworkConfig, build_encoder
+from model.network import DatingNetwork, NetworkConfig, build_encoder, date_context
 from tests.model.dating_data import synthetic_chips
 
 
@@ -145,3 +145,22 @@ def test_footprint_zoom_magnifies_small_buildings_and_leaves_large_ones_as_cropp
     torch.testing.assert_close(net(*args).gap_loglik, plain(*args).gap_loglik, atol=1e-3, rtol=1e-4)
     with pytest.raises(ModelConfigError, match="footprint_zoom must be 0"):
         DatingNetwork(NetworkConfig(footprint_zoom=-1.0))
+
+
+def test_date_context_averages_each_date_over_the_clear_chips_only() -> None:
+    emb = torch.tensor([[[1.0], [10.0]], [[3.0], [20.0]], [[100.0], [30.0]]])  # 3 buildings, 2 dates, E = 1
+    seen = torch.tensor([[1.0, 1.0], [1.0, 0.0], [0.0, 0.0]])
+    assert date_context(emb, seen)[:, 0].tolist() == [2.0, 10.0]
+    assert date_context(emb, torch.zeros(3, 2))[:, 0].tolist() == pytest.approx([104 / 3, 20.0])
+
+
+def test_a_date_context_network_compares_each_chip_with_the_given_context(rng: np.random.Generator) -> None:
+    torch.manual_seed(0)
+    net = DatingNetwork(NetworkConfig(input_size=16, date_context=True)).eval()
+    batch = _batch(rng)
+    emb = net.embed(batch["chips"], batch["mask"])
+    own = net.temporal_forward(emb, batch["valid"], batch["days"])
+    same = net.temporal_forward(emb, batch["valid"], batch["days"], date_context(emb, torch.ones(4, 5)))
+    other = net.temporal_forward(emb, batch["valid"], batch["days"], torch.zeros(5, emb.shape[-1]))
+    torch.testing.assert_close(own.gap_loglik, same.gap_loglik)
+    assert not torch.allclose(own.gap_loglik, other.gap_loglik)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
+from pathlib import Path
 
 import lightning as L
 import numpy as np
@@ -13,6 +15,7 @@ from model.calibration import fit_temperature, gap_nll
 from model.changepoint import gap_posterior
 from model.datamodule import ChipDataModule, ChipDataset
 from model.errors import ModelConfigError
+from model.predict import predict, reference_batch, reference_rows, write_posteriors
 from model.task import DatingTask, augment_timeline
 from tests.model.dating_data import exact_labels, synthetic_chips
 
@@ -218,3 +221,64 @@ def test_an_ensemble_trains_every_member_and_shares_the_encoder_passes(rng: np.r
 def test_an_ensemble_needs_a_member() -> None:
     with pytest.raises(ModelConfigError, match="members"):
         DatingTask(members=0)
+
+
+def test_date_context_makes_a_prediction_independent_of_its_batch(
+    rng: np.random.Generator, tmp_path: Path
+) -> None:
+    """With a fixed reference sample, a building gets the same posterior alone, in any batch, in any order."""
+    torch.manual_seed(0)
+    arrays, _ = synthetic_chips(rng, n=40, n_dates=4, size=16)
+    task = DatingTask(input_size=16, width=8, embed_dim=16, d_model=16, heads=2, layers=1, date_context=True)
+    task.eval()
+    # deterministic (one sample): Monte-Carlo dropout masks differ from call to call anyway
+    everyone = predict(task, arrays, mc_samples=1, progress=False)
+    alone = predict(task, arrays, [7], mc_samples=1, progress=False)
+    shuffled = predict(task, arrays, [30, 7, 2], mc_samples=1, batch_size=2, progress=False)
+    torch.testing.assert_close(torch.from_numpy(alone.probs[0]), torch.from_numpy(everyone.probs[7]))
+    torch.testing.assert_close(torch.from_numpy(shuffled.probs[1]), torch.from_numpy(everyone.probs[7]))
+    # the evidence names the reference buildings, and the posterior table's metadata carries them
+    assert alone.context_buildings == tuple(arrays.building_ids[r] for r in reference_rows(arrays))
+    meta = json.loads(
+        (
+            write_posteriors(
+                alone,
+                arrays.dates,
+                tmp_path,
+                model_version="v",
+                data_fingerprint="f",
+                mc_samples=1,
+                temperature=1.0,
+            )
+            / "meta.json"
+        ).read_text()
+    )
+    assert (
+        meta["date_context_buildings"] == list(alone.context_buildings)
+        and len(meta["date_context_buildings"]) == 40
+    )
+    # without a reference, the network falls back on its batch (as in training): the answer then depends on it
+    batch = next(iter(torch.utils.data.DataLoader(ChipDataset(arrays, np.arange(40)), batch_size=40)))
+    small = {k: v[7:8] for k, v in batch.items()}
+    in_batch = task.mc_predict(batch, samples=1)["probs"][7]
+    by_itself = task.mc_predict(small, samples=1)["probs"][0]
+    assert not torch.allclose(in_batch, by_itself)
+
+
+def test_date_contexts_come_from_a_fixed_seeded_sample_of_the_cache(rng: np.random.Generator) -> None:
+    arrays, _ = synthetic_chips(rng, n=40, n_dates=4, size=16)
+    rows = reference_rows(arrays, 16)
+    assert len(rows) == 16 and len(set(rows.tolist())) == 16 and (np.diff(rows) > 0).all()
+    assert (reference_rows(arrays, 16) == rows).all()
+    assert len(reference_rows(arrays, 100)) == 40  # a small cache: all of it
+    plain = DatingTask(input_size=16)
+    assert plain.date_contexts(reference_batch(arrays, 8), samples=8) == {}
+    task = DatingTask(input_size=16, width=8, embed_dim=16, d_model=16, heads=2, layers=1, date_context=True)
+    contexts = task.date_contexts(reference_batch(arrays, 8), samples=8)
+    assert set(contexts) == {
+        (0, 0),
+        (0, 1),
+        (0, 2),
+        (0, 3),
+    }  # one per quarter turn of the Monte-Carlo samples
+    assert contexts[(0, 0)].shape == (4, 16)
