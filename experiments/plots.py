@@ -1,8 +1,9 @@
-"""Figures people look at: chip stacks across the timeline."""
+"""Figures people look at: chip stacks across the timeline, and the destruction timeline of a city."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import datetime as dt
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import matplotlib
@@ -11,9 +12,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
+from model.calibration import reported_gap
 from model.chips import ChipStack
 
-__all__ = ["plot_chip_stacks"]
+__all__ = ["plot_chip_stacks", "plot_destruction_timeline"]
 
 
 def plot_chip_stacks(
@@ -59,6 +61,49 @@ def plot_chip_stacks(
         "yellow: footprint" + ("; red edge: first date damaged in truth" if true_gaps else ""),
         fontsize=8,
     )
+    fig.tight_layout()
+    png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(png, dpi=110)
+    plt.close(fig)
+    return png
+
+
+def plot_destruction_timeline(
+    probs: np.ndarray,
+    dates: Sequence[dt.date],
+    png: Path,
+    true_gap: np.ndarray | None = None,
+    title: str = "",
+) -> Path:
+    """Buildings destroyed in each gap between two images: the model's expected and reported counts.
+
+    Args:
+        probs: ``[N, T + 1]`` gap posteriors of every building.
+        dates: the ``T`` acquisition dates.
+        png: output file.
+        true_gap: known gaps (a scenario's truth), drawn beside the model when given.
+        title: figure title.
+
+    The expected count of a gap is the sum of its posterior probabilities over the buildings; the reported count
+    is how many buildings are dated to it (:func:`model.calibration.reported_gap`). Gap ``T`` (not damaged by
+    the last image) is left out; its count is in the legend.
+    """
+    t = len(dates)
+    expected = probs[:, :t].sum(axis=0)
+    reported = np.bincount(reported_gap(probs), minlength=t + 1)
+    labels = [f"before {dates[0]:%d %b}"] + [f"{dates[g - 1]:%d %b}-{dates[g]:%d %b}" for g in range(1, t)]
+    x = np.arange(t)
+    arms = [("model, reported gap", reported[:t], "tab:red"), ("model, expected", expected, "tab:orange")]
+    if true_gap is not None:
+        arms.append(("truth", np.bincount(np.asarray(true_gap), minlength=t + 1)[:t], "tab:gray"))
+    width = 0.8 / len(arms)
+    fig, ax = plt.subplots(figsize=(max(8.0, 0.7 * t), 4.2))
+    for k, (name, counts, colour) in enumerate(arms):
+        ax.bar(x + (k - (len(arms) - 1) / 2) * width, counts, width, label=name, color=colour)
+    ax.set_xticks(x, labels, rotation=60, ha="right", fontsize=7)
+    ax.set_ylabel("buildings destroyed in the gap")
+    ax.legend(title=f"{int(reported[t])} of {len(probs)} buildings dated intact to the end", fontsize=8)
+    ax.set_title(title or f"Destruction timeline, {len(probs)} buildings", fontsize=10)
     fig.tight_layout()
     png.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(png, dpi=110)
