@@ -240,22 +240,28 @@ class DatingTask(L.LightningModule):
             return {}
         was_training = self.training
         self.eval()
-        nets = self.networks
-        samples = max(int(samples), 1)
-        quarter_turns = 4 if self.hparams.get("tta", False) and samples > 1 else 1
         seen = (reference["valid"].clamp(0.0, 1.0) >= VALID_THRESHOLD).float()
         contexts: dict[tuple[int, int], torch.Tensor] = {}
-        for m, net in enumerate(nets):
-            for s_idx in range(m, max(samples, len(nets)), len(nets)):
-                k = s_idx % quarter_turns
-                if (m, k) not in contexts:
-                    emb = net.embed(
-                        torch.rot90(reference["chips"], k, dims=(-2, -1)),
-                        torch.rot90(reference["mask"], k, dims=(-2, -1)),
-                    )
-                    contexts[(m, k)] = date_context(emb, seen)
+        for m, (net, turns) in enumerate(zip(self.networks, self.sample_turns(samples), strict=True)):
+            for k in dict.fromkeys(turns):
+                emb = net.embed(
+                    torch.rot90(reference["chips"], k, dims=(-2, -1)),
+                    torch.rot90(reference["mask"], k, dims=(-2, -1)),
+                )
+                contexts[(m, k)] = date_context(emb, seen)
         self.train(was_training)
         return contexts
+
+    def sample_turns(self, samples: int) -> list[list[int]]:
+        """For each ensemble member, the quarter turn of each of its Monte-Carlo samples.
+
+        Member m takes samples m, m + M, m + 2M, ... (at least one each) and sample s is turned s mod 4 times
+        (with ``tta``; never with one sample), so the encoder runs once per distinct (member, turn) pair.
+        """
+        members = len(self.networks)
+        samples = max(int(samples), 1)
+        quarter_turns = 4 if self.hparams.get("tta", False) and samples > 1 else 1
+        return [[s % quarter_turns for s in range(m, max(samples, members), members)] for m in range(members)]
 
     @torch.no_grad()
     def mc_predict(
@@ -278,37 +284,23 @@ class DatingTask(L.LightningModule):
         was_training = self.training
         self.eval()
         chips, mask, valid, days = batch["chips"], batch["mask"], batch["valid"], batch["days"]
-        nets = self.networks
         samples = max(int(samples), 1)
-        quarter_turns = 4 if self.hparams.get("tta", False) and samples > 1 else 1
+        ctx = contexts or {}
         outs: list[DatingOutput] = []
         determ: list[DatingOutput] = []
-        for m, net in enumerate(nets):
-            # Member m takes samples m, m + M, m + 2M, ... and their quarter turns (sample s: s mod 4), so the
-            # encoder runs once per distinct (member, turn) pair.
-            mine = list(range(m, max(samples, len(nets)), len(nets)))
-            embs: dict[int, torch.Tensor] = {}
-            for s_idx in mine:
-                k = s_idx % quarter_turns
-                if k not in embs:
-                    embs[k] = net.embed(
-                        torch.rot90(chips, k, dims=(-2, -1)), torch.rot90(mask, k, dims=(-2, -1))
-                    )
-            ctx = contexts or {}
-            k0 = mine[0] % quarter_turns
-            determ.append(net.temporal_forward(embs[k0], valid, days, ctx.get((m, k0))))
+        for m, (net, turns) in enumerate(zip(self.networks, self.sample_turns(samples), strict=True)):
+            embs = {
+                k: net.embed(torch.rot90(chips, k, dims=(-2, -1)), torch.rot90(mask, k, dims=(-2, -1)))
+                for k in dict.fromkeys(turns)
+            }
+            determ.append(net.temporal_forward(embs[turns[0]], valid, days, ctx.get((m, turns[0]))))
             if samples == 1:
                 outs.append(determ[-1])
                 continue
             for module in net.modules():
                 if isinstance(module, nn.Dropout):
                     module.train()
-            outs += [
-                net.temporal_forward(
-                    embs[s_idx % quarter_turns], valid, days, ctx.get((m, s_idx % quarter_turns))
-                )
-                for s_idx in mine
-            ]
+            outs += [net.temporal_forward(embs[k], valid, days, ctx.get((m, k))) for k in turns]
             self.eval()
         samples_loglik = torch.stack([o.gap_loglik for o in outs])
         log_posts = torch.stack([self.log_posterior(o) for o in outs])
