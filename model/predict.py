@@ -103,7 +103,7 @@ def predict(
     task.eval()
     contexts: dict[tuple[int, int], torch.Tensor] | None = None
     context_buildings: tuple[str, ...] = ()
-    if task.network_config.date_context:
+    if task.network_config.date_context and len(chips.building_ids):
         contexts = task.date_contexts(reference_batch(chips), samples)
         context_buildings = tuple(chips.building_ids[r] for r in reference_rows(chips))
     with tqdm(total=len(rows), desc="predict", unit="bldg", disable=not progress) as bar:
