@@ -223,15 +223,16 @@ def date_encoding(days: torch.Tensor, dim: int) -> torch.Tensor:
     return F.pad(enc, (0, dim - 2 * half))
 
 
-def date_context(emb: torch.Tensor, seen: torch.Tensor) -> torch.Tensor:
+def date_context(emb: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     """Mean embedding ``[T, E]`` of each date over the buildings whose chip is clear on that date.
 
     Args:
         emb: ``[B, T, E]`` chip embeddings of a sample of one scene's buildings.
-        seen: ``[B, T]`` 1 where the chip is clear enough to count (:data:`VALID_THRESHOLD`), else 0.
+        valid: ``[B, T]`` valid fractions; a chip counts when it reaches :data:`VALID_THRESHOLD`.
 
     A date with no clear chip in the sample gets the plain mean over the sample.
     """
+    seen = (valid.clamp(0.0, 1.0) >= VALID_THRESHOLD).to(emb.dtype)
     n = seen.sum(dim=0)[:, None]
     total = (emb * seen[..., None]).sum(dim=0)
     return torch.where(n > 0, total / n.clamp_min(1.0), emb.mean(dim=0))
@@ -360,7 +361,7 @@ class DatingNetwork(nn.Module):
         if not self.config.date_context:
             context = None
         elif context is None:  # before dropout: the context is the scene's, not a Monte-Carlo sample's
-            context = date_context(emb, seen)
+            context = date_context(emb, valid)
         emb = self.drop(emb)
         # Running reference: validity-weighted mean of strictly earlier embeddings (itself when none).
         cum_w = torch.cumsum(seen, dim=1) - seen

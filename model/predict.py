@@ -104,8 +104,9 @@ def predict(
     contexts: dict[tuple[int, int], torch.Tensor] | None = None
     context_buildings: tuple[str, ...] = ()
     if task.network_config.date_context and len(chips.building_ids):
-        contexts = task.date_contexts(reference_batch(chips), samples)
-        context_buildings = tuple(chips.building_ids[r] for r in reference_rows(chips))
+        reference = reference_batch(chips)
+        contexts = task.date_contexts(reference, samples)
+        context_buildings = tuple(chips.building_ids[int(r)] for r in reference["row"])
     with tqdm(total=len(rows), desc="predict", unit="bldg", disable=not progress) as bar:
         for batch in loader:
             out = task.mc_predict(batch, samples, contexts)

@@ -23,7 +23,7 @@ from torch import nn
 from model.calibration import gap_nll
 from model.changepoint import gap_posterior, posterior_entropy, reported_gap
 from model.errors import ModelConfigError
-from model.network import VALID_THRESHOLD, DatingNetwork, DatingOutput, NetworkConfig, date_context
+from model.network import DatingNetwork, DatingOutput, NetworkConfig, date_context
 
 __all__ = ["DatingTask"]
 
@@ -240,7 +240,6 @@ class DatingTask(L.LightningModule):
             return {}
         was_training = self.training
         self.eval()
-        seen = (reference["valid"].clamp(0.0, 1.0) >= VALID_THRESHOLD).float()
         contexts: dict[tuple[int, int], torch.Tensor] = {}
         for m, (net, turns) in enumerate(zip(self.networks, self.sample_turns(samples), strict=True)):
             for k in dict.fromkeys(turns):
@@ -248,7 +247,7 @@ class DatingTask(L.LightningModule):
                     torch.rot90(reference["chips"], k, dims=(-2, -1)),
                     torch.rot90(reference["mask"], k, dims=(-2, -1)),
                 )
-                contexts[(m, k)] = date_context(emb, seen)
+                contexts[(m, k)] = date_context(emb, reference["valid"])
         self.train(was_training)
         return contexts
 

@@ -11,8 +11,12 @@ from __future__ import annotations
 import os
 import secrets
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, SecretStr, field_validator
+
+if TYPE_CHECKING:
+    from model.registry import Tracking
 
 __all__ = ["Settings"]
 
@@ -75,6 +79,12 @@ class Settings(BaseModel):
                 f"api_host={self.api_host!r} exposes the service beyond loopback; "
                 "set STRIKETRACKER_API_TOKEN so write endpoints stay protected"
             )
+
+    def tracking(self) -> Tracking:
+        """The MLflow store these settings name (tracking URI and artifact root)."""
+        from model.registry import Tracking
+
+        return Tracking(self.mlflow_tracking_uri, self.mlflow_artifact_root)
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: object) -> Settings:

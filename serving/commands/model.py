@@ -28,11 +28,9 @@ TrackingOpt = Annotated[str | None, typer.Option(help="MLflow tracking URI (defa
 
 
 def _tracking(work_dir: Path | None, tracking_uri: str | None) -> Tracking:
-    from model.registry import Tracking
     from serving.settings import Settings
 
-    settings = Settings.from_env(work_dir=work_dir, mlflow_tracking_uri=tracking_uri)
-    return Tracking(settings.mlflow_tracking_uri, settings.mlflow_artifact_root)
+    return Settings.from_env(work_dir=work_dir, mlflow_tracking_uri=tracking_uri).tracking()
 
 
 def _fail(exc: Exception) -> typer.Exit:

@@ -52,3 +52,14 @@ def test_demo_runs_from_scenario_to_dated_buildings_and_reuses_its_caches(tmp_pa
     assert again.candidate != summary.candidate
     assert again.champion == (again.candidate if again.promoted else summary.champion)
     assert again.promotion_reason
+
+
+def test_demo_command_refuses_zero_epochs_before_doing_anything(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from serving.cli import app
+
+    result = CliRunner().invoke(app, ["demo", "--max-epochs", "0", "--work-dir", str(tmp_path / "work")])
+    assert result.exit_code == 2
+    assert "--max-epochs" in result.output
+    assert not (tmp_path / "work").exists()  # no scenario, no chips, no MLflow store
