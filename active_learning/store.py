@@ -53,7 +53,6 @@ from active_learning.schema import (
 )
 
 __all__ = [
-    "DEFAULT_URL",
     "Base",
     "IngestReport",
     "QuarantineRecord",
@@ -62,7 +61,6 @@ __all__ = [
     "upgrade_to_head",
 ]
 
-DEFAULT_URL = "sqlite:///.work/store.db"
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 
@@ -277,8 +275,8 @@ class Store:
         self.engine = engine
 
     @classmethod
-    def open(cls, url: str = DEFAULT_URL) -> Store:
-        """Connect to ``url`` and migrate it to the head revision."""
+    def open(cls, url: str) -> Store:
+        """Connect to ``url`` and migrate it to the head revision (the default URL is ``Settings().database_url``)."""
         engine = _engine(url)
         upgrade_to_head(engine)
         return cls(engine)

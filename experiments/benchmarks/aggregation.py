@@ -63,15 +63,16 @@ from active_learning.schema import (
     annotations_to_table,
     validate_table,
 )
+from active_learning.settings import DEFAULT_WORK_DIR
+from active_learning.truth import BuildingTruth, load_truth
 from active_learning.volunteers import (
-    BuildingTruth,
     PoolConfig,
     VolunteerPool,
-    load_truth,
     simulate_annotations,
     simulate_expert_annotations,
     synthetic_truths,
 )
+from experiments.benchmarks.report import DEFAULT_TRACKING_URI
 from model.changepoint import gap_log_likelihood
 
 __all__ = [
@@ -271,7 +272,7 @@ def baseline_witness(folder: Path, preset: str, seed: int, console: Console) -> 
         from model.chips import ingest
         from model.datamodule import ChipArrays
 
-        cache = Path(".work/chips") / f"{preset}-{seed}"
+        cache = DEFAULT_WORK_DIR / "chips" / f"{preset}-{seed}"
         n_dates = len(pd.read_csv(folder / "manifest.csv"))
         ingest(folder, folder / "footprints.gpkg", cache, warn=False)
         chips = ChipArrays.open(cache)
@@ -329,7 +330,7 @@ def witness_weight_from_gold(
 
 
 def _truths(preset: str, seed: int, console: Console) -> tuple[list[BuildingTruth], str]:
-    folder = Path(".work/scenarios") / f"{preset}-{seed}"
+    folder = DEFAULT_WORK_DIR / "scenarios" / f"{preset}-{seed}"
     if not (folder / "truth_dates.csv").is_file():
         try:
             from experiments.scenario import generate
@@ -339,7 +340,7 @@ def _truths(preset: str, seed: int, console: Console) -> tuple[list[BuildingTrut
         except Exception as exc:  # the generator is optional here: fall back to synthetic truth
             console.print(f"[yellow]no scenario ({exc}); using synthetic truth")
             return list(synthetic_truths(SYNTHETIC_SIZE[preset], 15, seed)), "synthetic"
-    return list(load_truth(folder)), str(folder)
+    return list(load_truth(folder).building_truths()), str(folder)
 
 
 def _accuracy(pred: np.ndarray, truth: np.ndarray, mask: np.ndarray) -> float:
@@ -451,7 +452,7 @@ def run(preset: str, seed: int, n_100k: int = 100_000, console: Console | None =
 def _log_mlflow(figures: dict[str, Any], tracking_uri: str) -> None:
     import mlflow
 
-    Path(".work").mkdir(exist_ok=True)
+    DEFAULT_WORK_DIR.mkdir(exist_ok=True)
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_experiment("benchmark-aggregation")
     with mlflow.start_run(run_name=f"aggregation-{figures['preset']}-{figures['seed']}"):
@@ -469,7 +470,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--preset", choices=["tiny", "district", "city"], default="tiny")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, default=None)
-    parser.add_argument("--tracking-uri", default="sqlite:///.work/mlflow.db")
+    parser.add_argument("--tracking-uri", default=DEFAULT_TRACKING_URI)
     parser.add_argument("--annotations", type=int, default=100_000, help="size of the timing run (reviews)")
     parser.add_argument("--no-mlflow", action="store_true")
     args = parser.parse_args(argv)

@@ -12,7 +12,7 @@ import pytest
 from active_learning.aggregation import GapDawidSkene, GapWitness, ModelEmissions
 from active_learning.errors import AggregationError, AnnotationTableError
 from active_learning.schema import Annotation, State, annotations_to_table
-from active_learning.volunteers import BuildingTruth
+from active_learning.truth import BuildingTruth
 from tests.active_learning.conftest import N_DATES
 
 IN, D, X, N = State.INTACT, State.DAMAGED, State.DESTROYED, State.NOT_VISIBLE
