@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from active_learning.aggregation import GapDawidSkene
+from active_learning.aggregation import GapAggregator, GapDawidSkene
 from active_learning.schema import (
     COL_BUILDING,
     COL_DATE_INDEX,
@@ -61,7 +61,7 @@ class QualityThresholds:
 
 
 def volunteer_report(
-    fit: GapDawidSkene, table: pd.DataFrame, thresholds: QualityThresholds = QualityThresholds()
+    fit: GapAggregator, table: pd.DataFrame, thresholds: QualityThresholds = QualityThresholds()
 ) -> pd.DataFrame:
     """One row per human volunteer (pseudonymous id), most answers first.
 
@@ -113,7 +113,9 @@ def volunteer_report(
         ["all_intact_share", "large_shift_share"]
     ].fillna(0.0)
     report["n_confident_reviews"] = report["n_confident_reviews"].fillna(0).astype(int)
-    saboteur = dict(zip(fit.volunteer_ids_.tolist(), fit.saboteur_probs_.tolist(), strict=True))
+    saboteur: dict[str, float] = {}
+    if isinstance(fit, GapDawidSkene):  # only the shift model has volunteer types
+        saboteur = dict(zip(fit.volunteer_ids_.tolist(), fit.saboteur_probs_.tolist(), strict=True))
     report["saboteur_prob"] = report[COL_VOLUNTEER].map(saboteur).fillna(0.0).to_numpy()
 
     flags = []
@@ -135,7 +137,7 @@ def volunteer_report(
     return report.sort_values(["n_answers", COL_VOLUNTEER], ascending=[False, True]).reset_index(drop=True)
 
 
-def _confusion_accuracy(fit: GapDawidSkene) -> dict[str, float]:
+def _confusion_accuracy(fit: GapAggregator) -> dict[str, float]:
     """Intact-vs-damaged accuracy implied by each learned confusion, weighted by the pooled class frequency."""
     conf = fit.confusion_
     right = np.stack([conf[:, 0, 0], conf[:, 1, 1:].sum(axis=1), conf[:, 2, 1:].sum(axis=1)], axis=1)
@@ -145,7 +147,7 @@ def _confusion_accuracy(fit: GapDawidSkene) -> dict[str, float]:
 
 
 def _review_patterns(
-    fit: GapDawidSkene,
+    fit: GapAggregator,
     human: pd.DataFrame,
     rb: np.ndarray,
     damaged_answer: np.ndarray,

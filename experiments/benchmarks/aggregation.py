@@ -14,7 +14,7 @@ measured on the other 95%. Arms, all on the same answers (``<arm>_accuracy_<k>``
   fitted to the best monotone gap (reference only; it cannot use gold or the gap structure).
 - ``ours``: active_learning.aggregation.GapDawidSkene with its defaults (shift-kernel review model, volunteer
   types), crowd only;
-  ``ours_per_date`` the per-date witness model (every answered date an independent draw);
+  ``ours_per_date`` the per-date witness model, PerDateDawidSkene (every answered date an independent draw);
   ``ours_difficulty`` the shift model with two latent difficulty levels per building; ``ours_nogold``
   without the expert clamp; ``ours_date_grade`` with damaged/destroyed mix-ups as independent per-date errors
   instead of one per-review grade swap (the model before the swap); ``ours_inversion`` with an extra
@@ -50,7 +50,13 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from active_learning.aggregation import GapDawidSkene, GapWitness, ModelEmissions
+from active_learning.aggregation import (
+    GapAggregator,
+    GapDawidSkene,
+    GapWitness,
+    ModelEmissions,
+    PerDateDawidSkene,
+)
 from active_learning.schema import (
     COL_BUILDING,
     COL_DATE_INDEX,
@@ -372,11 +378,13 @@ def run(preset: str, seed: int, n_100k: int = 100_000, console: Console | None =
         "witness_weight": witness_weight,
     }  # fmt: skip
 
-    def fit(table: pd.DataFrame, **kwargs: Any) -> np.ndarray:
+    def fit(
+        table: pd.DataFrame, aggregator: type[GapAggregator] = GapDawidSkene, **kwargs: Any
+    ) -> np.ndarray:
         witnesses = {k: kwargs.pop(k) for k in ("emissions", "gap_witness") if k in kwargs}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # non-convergence is reported by n_iter_
-            model = GapDawidSkene(**kwargs).fit(table, n_dates, building_ids=ids, **witnesses)
+            model = aggregator(**kwargs).fit(table, n_dates, building_ids=ids, **witnesses)
         return model.predict().reindex(ids).to_numpy()
 
     def arms(config: PoolConfig, k: int, prefix: str) -> None:
@@ -389,7 +397,7 @@ def run(preset: str, seed: int, n_100k: int = 100_000, console: Console | None =
             "mv_gap": majority_of_gaps(table, ids, n_dates),
             "ds_reference": reference_dawid_skene(table, ids, n_dates),
             "ours": fit(table),
-            "ours_per_date": fit(table, review_model="per_date"),
+            "ours_per_date": fit(table, PerDateDawidSkene),
             "ours_difficulty": fit(table, difficulty_levels=2),
             "ours_nogold": fit(table, use_gold=False),
             "ours_date_grade": fit(table, review_grade_swap=False),

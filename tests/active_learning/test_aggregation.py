@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
-from typing import Literal
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from active_learning.aggregation import GapDawidSkene, GapWitness, ModelEmissions
+from active_learning.aggregation import GapDawidSkene, GapWitness, ModelEmissions, PerDateDawidSkene
 from active_learning.errors import AggregationError, AnnotationTableError
 from active_learning.schema import Annotation, State, annotations_to_table
 from active_learning.truth import BuildingTruth
@@ -142,11 +142,11 @@ def test_warns_when_not_converged(crowd_table) -> None:
     assert not fit.converged_
 
 
-@pytest.mark.parametrize("review_model", ["shift", "per_date"])
+@pytest.mark.parametrize("aggregator", [GapDawidSkene, PerDateDawidSkene])
 def test_both_review_models_learn_an_inverter_and_clamp_gold(
-    review_model: Literal["shift", "per_date"], crowd_table, truths
+    aggregator: type[GapDawidSkene | PerDateDawidSkene], crowd_table, truths
 ) -> None:
-    fit = GapDawidSkene(review_model=review_model).fit(crowd_table, N_DATES)
+    fit = aggregator().fit(crowd_table, N_DATES)
     assert fit.converged_
     np.testing.assert_allclose(fit.gap_probs_.sum(axis=1), 1.0, atol=1e-9)
     for t in truths[:20]:
@@ -156,14 +156,11 @@ def test_both_review_models_learn_an_inverter_and_clamp_gold(
 def test_shift_model_beats_the_per_date_model_when_people_misplace_the_change(crowd_table, truths) -> None:
     truth = np.array([t.true_gap for t in truths[20:]])
     ids = [t.building_id for t in truths[20:]]
-    models: tuple[Literal["shift", "per_date"], ...] = ("shift", "per_date")
     acc = {
-        m: float(
-            (GapDawidSkene(review_model=m).fit(crowd_table, N_DATES).predict().reindex(ids) == truth).mean()
-        )
-        for m in models
+        m.__name__: float((m().fit(crowd_table, N_DATES).predict().reindex(ids) == truth).mean())
+        for m in (GapDawidSkene, PerDateDawidSkene)
     }
-    assert acc["shift"] > acc["per_date"]
+    assert acc["GapDawidSkene"] > acc["PerDateDawidSkene"]
 
 
 def test_a_volunteer_who_is_always_two_images_late_is_learned_as_such() -> None:
@@ -288,3 +285,22 @@ def test_volunteer_types_find_the_saboteurs_and_date_the_buildings_they_outvote(
 def test_a_bad_saboteur_prior_is_refused(crowd_table) -> None:
     with pytest.raises(AggregationError, match="saboteur_prior"):
         GapDawidSkene(volunteer_types=True, saboteur_prior=1.0).fit(crowd_table, N_DATES)
+
+
+def test_the_per_date_model_has_no_shift_options_and_the_front_door_names_it(crowd_table) -> None:
+    names = {f.name for f in dataclasses.fields(PerDateDawidSkene) if f.init}
+    assert not names & {"volunteer_types", "inversion", "difficulty_levels", "review_model"}
+    with pytest.raises(TypeError, match="inversion"):
+        PerDateDawidSkene(inversion=True)  # type: ignore[call-arg]
+    with pytest.raises(AggregationError, match="PerDateDawidSkene"):
+        GapDawidSkene(review_model="per_date").fit(crowd_table, N_DATES)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("aggregator", [GapDawidSkene, PerDateDawidSkene])
+def test_an_e_step_under_the_fitted_parameters_gives_back_the_fitted_posterior(
+    aggregator: type[GapDawidSkene | PerDateDawidSkene], crowd_table
+) -> None:
+    fit = aggregator(n_iter=5).fit(crowd_table, N_DATES)
+    again = fit.log_joint(crowd_table)
+    np.testing.assert_allclose(np.exp(again), np.exp(fit.log_joint_), atol=1e-12)
+    np.testing.assert_allclose(np.exp(again).sum(axis=(1, 3)), fit.gap_probs_, atol=1e-12)
