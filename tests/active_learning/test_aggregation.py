@@ -87,9 +87,10 @@ def test_one_answer_volunteer_is_shrunk_to_the_pool(crowd_table) -> None:
 
 def test_an_inverting_volunteer_is_learned_as_such() -> None:
     rng = np.random.default_rng(3)
-    rows = []
+    rows, truth = [], []
     for b in range(60):
         gap = int(rng.integers(0, N_DATES + 1))
+        truth.append(gap)
         for v in range(4):
             rows.append(Annotation(f"b{b}", f"honest{v}", "simulated", path(gap), WHEN, f"h{b}-{v}"))
         flipped = tuple(D if s == IN else IN for s in path(gap))
@@ -98,6 +99,8 @@ def test_an_inverting_volunteer_is_learned_as_such() -> None:
     v = list(fit.volunteer_ids_).index("inverter")
     assert fit.confusion_[v, 0, 1] > 0.8  # says damaged when intact
     assert fit.confusion_[v, 1, 0] > 0.8  # says intact when damaged
+    assert fit.saboteur_probs_[v] > 0.99 and np.delete(fit.saboteur_probs_, v).max() < 0.01
+    assert fit.predict().reindex([f"b{b}" for b in range(60)]).tolist() == truth
 
 
 def test_non_monotone_and_not_visible_answers_are_evidence_not_errors() -> None:
@@ -146,10 +149,33 @@ def test_warns_when_not_converged(crowd_table) -> None:
 def test_both_review_models_learn_an_inverter_and_clamp_gold(
     aggregator: type[GapDawidSkene | PerDateDawidSkene], crowd_table, truths
 ) -> None:
-    fit = aggregator().fit(crowd_table, N_DATES)
+    # one more volunteer answers 100 of the simulated crowd's buildings inverted: damaged where it was intact
+    # and intact where it was damaged
+    inverted = {IN: D, D: IN, X: IN, N: N}
+    reviewed = truths[20:120]
+    rows = [
+        Annotation(
+            t.building_id, "inverter", "simulated", tuple(inverted[s] for s in t.states), WHEN, f"i{i}"
+        )
+        for i, t in enumerate(reviewed)
+    ]
+    table = pd.concat([crowd_table, annotations_to_table(rows)], ignore_index=True)
+    fit = aggregator().fit(table, N_DATES)
     assert fit.converged_
-    np.testing.assert_allclose(fit.gap_probs_.sum(axis=1), 1.0, atol=1e-9)
-    for t in truths[:20]:
+    v = list(fit.volunteer_ids_).index("inverter")
+    # learned as an inverter: says damaged where intact, intact where destroyed
+    assert fit.confusion_[v, 0, 1:].sum() > 0.9 and fit.confusion_[v, 2, 0] > 0.9
+    if isinstance(fit, GapDawidSkene):  # the shift model takes it for a saboteur who inverts
+        assert fit.saboteur_probs_[v] > 0.99
+        assert fit.saboteur_kernel_names_[-1] == "inverted" and fit.saboteur_kernel_weights_[0, -1] > 0.5
+    # and the buildings it reviewed are dated at least as well as without it (its answers, read back, help)
+    ids = [t.building_id for t in reviewed]
+    truth = np.array([t.true_gap for t in reviewed])
+    without = aggregator().fit(crowd_table, N_DATES).predict().reindex(ids).to_numpy()
+    with_it = fit.predict().reindex(ids).to_numpy()
+    assert (with_it == truth).mean() >= (without == truth).mean() > 0.7
+    for t in truths[:20]:  # gold still clamps its buildings
+        assert fit.gold_[fit.index_of([t.building_id])[0]]
         assert fit.gap_probs_[fit.index_of([t.building_id])[0], t.true_gap] > 0
 
 
