@@ -322,6 +322,7 @@ def test_the_per_date_model_has_no_shift_options_and_the_front_door_names_it(cro
         GapDawidSkene(review_model="per_date").fit(crowd_table, N_DATES)  # type: ignore[arg-type]
 
 
+@pytest.mark.filterwarnings("ignore:.*did not converge:RuntimeWarning")  # any parameters will do
 @pytest.mark.parametrize("aggregator", [GapDawidSkene, PerDateDawidSkene])
 def test_an_e_step_under_the_fitted_parameters_gives_back_the_fitted_posterior(
     aggregator: type[GapDawidSkene | PerDateDawidSkene], crowd_table
