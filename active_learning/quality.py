@@ -92,8 +92,10 @@ class LeaveOneOut:
         pairs = pd.MultiIndex.from_arrays([self.volunteer_ids, self.building])
         pos = pairs.get_indexer(pd.MultiIndex.from_arrays([volunteer_ids, building]))
         if (pos < 0).any():
+            unseen = sorted({str(v) for v in np.asarray(volunteer_ids)[pos < 0]})[:5]
             raise AggregationError(
-                "volunteer_report: the table holds reviews the fit did not see; pass the table it was fitted on"
+                f"volunteer_report: the table holds reviews the fit did not see (volunteers {unseen}); "
+                "pass the table it was fitted on"
             )
         return pos
 

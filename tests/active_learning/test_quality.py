@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from active_learning.aggregation import GapAggregator, GapDawidSkene, PerDateDawidSkene
+from active_learning.errors import AggregationError
 from active_learning.quality import (
     FLAG_ADVERSARIAL,
     FLAG_CARELESS,
@@ -150,3 +151,12 @@ def test_leave_one_out_equals_the_posterior_without_the_volunteer_under_frozen_p
         frozen = np.exp(fit.log_joint(without)).sum(axis=(1, 3))  # [B, G]
         mine = loo.volunteer_ids == v
         np.testing.assert_allclose(loo.gap_probs[mine], frozen[loo.building[mine]], atol=1e-9)
+
+
+@pytest.mark.filterwarnings("ignore:.*did not converge:RuntimeWarning")  # two iterations are plenty here
+def test_a_report_on_reviews_the_fit_did_not_see_is_refused(rng: np.random.Generator) -> None:
+    table = _careless_crowd(rng)
+    fit = GapDawidSkene(n_iter=2).fit(table, T)
+    newcomer = annotations_to_table([Annotation("b1", "newcomer", "simulated", _path(2), WHEN, "new-1")])
+    with pytest.raises(AggregationError, match=r"\['newcomer'\] were not part of the fit"):
+        volunteer_report(fit, pd.concat([table, newcomer], ignore_index=True))
