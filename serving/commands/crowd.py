@@ -3,24 +3,33 @@
 ``simulate`` registers a scenario's buildings (with their dates) in the store of record and adds simulated
 volunteer reviews, so the pipeline can run without a live crowd. ``aggregate`` fits the crowd aggregator on every
 stored review, decides retirement for every building, stores the posteriors and decisions as one round, and
-writes the volunteer quality report (CSV + PNG, pseudonymous ids only).
+writes the volunteer quality report (CSV + PNG, pseudonymous ids only). Each stored posterior names its
+aggregator by a short label (:func:`aggregator_label`); the round's parameters keep the aggregator's full repr.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import hashlib
 from collections import Counter
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import numpy as np
 import typer
 from rich.console import Console
 from rich.table import Table
 
-__all__ = ["register"]
+if TYPE_CHECKING:
+    from active_learning.aggregation import GapAggregator
+
+__all__ = ["AGGREGATOR_LABEL_MAX", "aggregator_label", "register"]
 
 console = Console()
+
+AGGREGATOR_LABEL_MAX = 128
+"""Longest aggregator label stored with a posterior (the store's column holds 256 characters)."""
 
 
 def simulate(
@@ -116,8 +125,11 @@ def aggregate(
                     model_version=None,
                 )
             )
-        round_id = store.start_round("aggregation", {"aggregator": repr(aggregator), "policy": repr(policy)})
-        store.save_posteriors(posteriors, aggregator=repr(aggregator), round_id=round_id)
+        label = aggregator_label(aggregator)
+        round_id = store.start_round(
+            "aggregation", {"aggregator": repr(aggregator), "aggregator_label": label, "policy": repr(policy)}
+        )
+        store.save_posteriors(posteriors, aggregator=label, round_id=round_id)
         store.record_decisions(decisions, round_id)
         store.finish_round(round_id, f"{len(decisions)} buildings decided")
     except ActiveLearningError as exc:
@@ -142,6 +154,36 @@ def aggregate(
         table_out.add_row(f"volunteers {key}", str(value))
     console.print(table_out)
     console.print(f"volunteer report: {out / 'volunteers.csv'} and {out / 'volunteers.png'}")
+
+
+def aggregator_label(aggregator: GapAggregator) -> str:
+    """A short, stable name of an aggregator and its settings, for the posteriors it produced.
+
+    The class name plus the hyperparameters that differ from their defaults (``GapDawidSkene``,
+    ``GapDawidSkene(difficulty_levels=2, inversion=True)``). Where that exceeds :data:`AGGREGATOR_LABEL_MAX`
+    characters, the class name and the first 16 hex digits of the SHA-256 of the full repr
+    (``GapDawidSkene#3f2a...``); the round that stored the posteriors keeps the full repr, so a hashed label
+    can be traced back. The full repr is not stored per posterior: it outgrows the store's 256-character column.
+    """
+    name = type(aggregator).__name__
+    changed = [
+        f"{f.name}={getattr(aggregator, f.name)!r}"
+        for f in dataclasses.fields(aggregator)
+        if f.init and f.repr and not _is_default(f, getattr(aggregator, f.name))
+    ]
+    label = f"{name}({', '.join(changed)})" if changed else name
+    if len(label) <= AGGREGATOR_LABEL_MAX:
+        return label
+    return f"{name}#{hashlib.sha256(repr(aggregator).encode()).hexdigest()[:16]}"
+
+
+def _is_default(f: dataclasses.Field[object], value: object) -> bool:
+    """Whether a dataclass field holds its default (a field without one never does)."""
+    if f.default is not dataclasses.MISSING:
+        return bool(value == f.default)
+    if f.default_factory is not dataclasses.MISSING:
+        return bool(value == f.default_factory())
+    return False
 
 
 def _interval(dates: list[str] | None, gap: int) -> tuple[dt.date | None, dt.date | None]:
