@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -90,7 +91,9 @@ def test_aggregate_stores_a_short_aggregator_label_on_both_backends(
     assert set(store.latest_posteriors()) == set(load_truth(scenario).true_gaps())
     with Session(store.engine) as session:
         labels = set(session.scalars(select(PosteriorRow.aggregator)))
-        (params,) = session.scalars(select(RoundRow.params).where(RoundRow.kind == "aggregation"))
+        params: dict[str, Any] = session.scalars(
+            select(RoundRow.params).where(RoundRow.kind == "aggregation")
+        ).one()
     assert labels == {"GapDawidSkene"}
     assert params["aggregator_label"] == "GapDawidSkene"
     assert params["aggregator"] == repr(GapDawidSkene())  # the round keeps the full settings
