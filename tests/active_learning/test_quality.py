@@ -16,6 +16,7 @@ from active_learning.errors import AggregationError
 from active_learning.quality import (
     FLAG_ADVERSARIAL,
     FLAG_CARELESS,
+    QualityThresholds,
     leave_one_out,
     plot_report,
     volunteer_report,
@@ -107,6 +108,47 @@ def test_a_careless_volunteer_is_scored_without_its_own_answers(
     assert report.flag["c1"] != "" and report.flag["c2"] != ""
     honest = report[report.index.str.startswith("h")]
     assert (honest.flag == "").all() and (honest.accuracy > 0.85).all()
+
+
+def _pattern_crowd(rng: np.random.Generator) -> pd.DataFrame:
+    """Eight honest volunteers, three per building, on 40 buildings damaged at a random gap, 10 never damaged and
+    10 damaged only in the last image; ``m`` reviews four of them and misses the late damage once; ``c`` reviews
+    eight late-damaged buildings and answers all intact every time."""
+    gaps = [int(g) for g in rng.integers(1, 7, size=40)] + [T] * 10 + [T - 1] * 10
+    rows = []
+    for b, gap in enumerate(gaps):
+        for v in rng.choice(8, 3, replace=False):
+            rows.append(Annotation(f"b{b}", f"h{v}", "simulated", _path(gap), WHEN, f"h{v}-{b}"))
+    for b, answer in ((0, gaps[0]), (40, T), (41, T), (50, T)):  # b50 is damaged in the last image
+        rows.append(Annotation(f"b{b}", "m", "simulated", _path(answer), WHEN, f"m-{b}"))
+    for b in range(51, 59):
+        rows.append(Annotation(f"b{b}", "c", "simulated", _path(T), WHEN, f"c-{b}"))
+    return validate_table(annotations_to_table(rows), n_dates=T, strict=True).table
+
+
+def test_one_missed_building_among_few_reviews_does_not_flag_a_volunteer(rng: np.random.Generator) -> None:
+    table = _pattern_crowd(rng)
+    report = volunteer_report(GapDawidSkene().fit(table, T), table).set_index("volunteer_id")
+    m = report.loc["m"]
+    # half of m's two reviews of confidently damaged buildings say all intact: too few to tell a slip from a habit
+    assert (m.n_confident_damaged_reviews, m.all_intact_share) == (2, 0.5)
+    assert m.all_intact_lo < QualityThresholds().all_intact_share
+    assert m.flag == ""
+    assert (report[report.index.str.startswith("h")].flag == "").all()
+
+
+def test_a_volunteer_who_keeps_answering_all_intact_on_damaged_buildings_is_careless(
+    rng: np.random.Generator,
+) -> None:
+    table = _pattern_crowd(rng)
+    thresholds = QualityThresholds()
+    report = volunteer_report(GapDawidSkene().fit(table, T), table, thresholds).set_index("volunteer_id")
+    c = report.loc["c"]
+    assert (c.n_confident_damaged_reviews, c.all_intact_share) == (8, 1.0)
+    # one wrong date in eight per review keeps its accuracy high: the pattern, not the accuracy, flags it
+    assert c.accuracy_hi >= thresholds.careless_accuracy
+    assert c.all_intact_lo == pytest.approx(0.025 ** (1 / 9))  # Beta(9, 1): its 2.5% quantile
+    assert c.flag == FLAG_CARELESS
 
 
 crowds = st.lists(
