@@ -65,16 +65,16 @@ class QualityThresholds:
     district --seed N``, ``flags_*``: leave-one-out scores, precision / recall / share of honest volunteers
     flagged), chosen on seed 0, confirmed on seed 1, checked on seed 2:
 
-    ================  =====================  =====================  =====================
-    arm               seed 0                 seed 1                 seed 2
-    ================  =====================  =====================  =====================
-    3 reviews, before 0.697 / 1.000 / 6.0%   0.889 / 1.000 / 1.7%   0.778 / 0.875 / 3.4%
-    3 reviews, now    0.917 / 0.957 / 1.2%   0.960 / 1.000 / 0.6%   1.000 / 0.875 / 0.0%
-    5 reviews, before 0.909 / 0.870 / 1.2%   0.958 / 0.958 / 0.6%   0.923 / 1.000 / 1.1%
-    5 reviews, now    1.000 / 0.913 / 0.0%   0.958 / 0.958 / 0.6%   1.000 / 0.958 / 0.0%
-    20% bad, before   0.897 / 0.921 / 2.6%   0.814 / 0.875 / 5.0%   0.902 / 0.925 / 2.5%
-    20% bad, now      0.947 / 0.947 / 1.3%   0.947 / 0.900 / 1.3%   0.930 / 1.000 / 1.9%
-    ================  =====================  =====================  =====================
+    =================  =====================  =====================  =====================
+    arm                seed 0                 seed 1                 seed 2
+    =================  =====================  =====================  =====================
+    3 reviews, before  0.697 / 1.000 / 6.0%   0.889 / 1.000 / 1.7%   0.778 / 0.875 / 3.4%
+    3 reviews, now     0.917 / 0.957 / 1.2%   0.960 / 1.000 / 0.6%   1.000 / 0.875 / 0.0%
+    5 reviews, before  0.909 / 0.870 / 1.2%   0.958 / 0.958 / 0.6%   0.923 / 1.000 / 1.1%
+    5 reviews, now     1.000 / 0.913 / 0.0%   0.958 / 0.958 / 0.6%   1.000 / 0.958 / 0.0%
+    20% bad, before    0.897 / 0.921 / 2.6%   0.814 / 0.875 / 5.0%   0.902 / 0.925 / 2.5%
+    20% bad, now       0.947 / 0.947 / 1.3%   0.947 / 0.900 / 1.3%   0.930 / 1.000 / 1.9%
+    =================  =====================  =====================  =====================
 
     "Before" is the rule that compared the point shares with 0.5 once a volunteer had 3 reviews of confident
     buildings, with accuracy's 90% interval below 0.8. Scored leave-one-out, an honest volunteer's occasional
@@ -85,10 +85,10 @@ class QualityThresholds:
     confidently damaged buildings 0.06 to 0.09 for honest volunteers, 0.31 to 0.46 for careless ones (0.3);
     two or more images off 0.09 to 0.12 for honest, 0.48 to 0.58 for careless and 0.56 to 0.72 for adversarial
     volunteers (0.25; 0.2, best on seed 0, flagged one more honest volunteer at 5 reviews on seed 1 and two
-    more on seed 2, at no gain in recall there). At 3 reviews all but at most two honest volunteers per seed have an
-    accuracy upper end (95%) of 0.85 or more (the lowest: 0.81, 0.84, 0.85 on seeds 0 to 2); bad volunteers
-    above it are caught by the patterns or not at all: the three missed on seed 2 at 3 reviews answer like
-    mediocre honest ones (accuracy 0.80 to 0.82).
+    more on seed 2, at no gain in recall there). At 3 reviews all but at most two honest volunteers per seed
+    have an accuracy upper end (95%) of 0.85 or more (the lowest: 0.81, 0.84, 0.85 on seeds 0 to 2); bad
+    volunteers above it are caught by the patterns or not at all: the three missed on seed 2 at 3 reviews
+    answer like mediocre honest ones (accuracy 0.80 to 0.82).
 
     Attributes:
         interval: mass of the credible intervals (accuracy and pattern rates).
