@@ -173,13 +173,9 @@ def _push_and_pull(
     def import_all() -> int:
         n = 0
         for start in range(0, len(items), 1000):
-            body = client._json(
-                "POST",
-                f"/api/projects/{c}/import",
-                params={"return_task_ids": "true"},
-                json=items[start : start + 1000],
-            )
-            n += int(body.get("annotation_count", 0))
+            chunk = items[start : start + 1000]
+            client.import_tasks(c, chunk)
+            n += sum(len(item["annotations"]) for item in chunk)
         return n
 
     with console.status("create 6,000 annotations (import with annotations embedded)"):
