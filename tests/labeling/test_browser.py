@@ -11,21 +11,21 @@ import uuid
 from pathlib import Path
 
 import pytest
+from playwright import sync_api
 
 from labeling import LabelStudioClient, ProjectSettings, TaskSpec, signup_volunteer
+from tests.labeling.browser import require_chromium
 from tests.live_services import REPO, LiveLabelStudio, LiveService
 
 pytestmark = pytest.mark.integration
 
-CHROMIUM = Path("/usr/bin/chromium")
 DOCS_COPY = REPO / "docs" / "labelstudio_task.png"
 
 
-@pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian chromium missing: run `make browser`")
 def test_volunteer_sees_the_timeline_grid_with_chips(
     label_studio: LiveLabelStudio, scenario_service: LiveService, tmp_path: Path
 ) -> None:
-    sync_api = pytest.importorskip("playwright.sync_api")
+    chromium = require_chromium()
     client = label_studio.client
     pid = client.create_project(ProjectSettings(title=f"browser-{uuid.uuid4().hex[:8]}", overlap=2))
     try:
@@ -49,7 +49,7 @@ def test_volunteer_sees_the_timeline_grid_with_chips(
         shot = tmp_path / "labelstudio_task.png"
         with sync_api.sync_playwright() as p:
             browser = p.chromium.launch(
-                executable_path=str(CHROMIUM),
+                executable_path=str(chromium),
                 args=[
                     "--no-sandbox",
                     "--disable-gpu",
