@@ -1,16 +1,21 @@
 """A Label Studio client for timeline projects, over label-studio-sdk: setup, push, pull, volunteers, webhooks.
 
 Every call the SDK covers goes through its ``LabelStudio`` client, built on an injected ``httpx.Client`` (tests
-pass one with a mock transport): projects, users, invites, tasks, the export, annotations, webhooks and the
-personal-access-token exchange. Raw requests remain only where the SDK lacks an option, each named where it is
-made (:meth:`LabelStudioClient._raw`), and they still go through the SDK's HTTP client, so they share its base
-URL, headers and token handling:
+pass one with a mock transport): projects, users, invites, single tasks, the export, annotations, webhooks and
+the personal-access-token exchange. Raw requests remain only where the SDK lacks an option, each
+named where it is made (:meth:`LabelStudioClient._raw`); they still go through the SDK's HTTP client, so they
+share its base URL, headers and token handling:
 
 - ``POST /api/projects/validate/``: ``projects.validate_label_config`` needs an existing project; validating a
   config before creating the project is not wrapped;
 - ``POST /api/projects/{id}/import`` with a body encoded once: ``projects.import_tasks`` has no way to take an
   encoded body and walks every task twice in Python first (annotation-metadata conversion, then
   ``jsonable_encoder``), about 4 s per 2,000 tasks of 15 dates, longer than Label Studio's import itself;
+- ``GET /api/tasks/`` (the task listing: the inventory before a push, the incremental pull): ``tasks.list`` has
+  no way to hand back the page it received; it builds a union of typed task models for every task, about 1 s
+  per 1,000 tasks on this machine, more than Label Studio's listing itself, and types a task's annotations as
+  a string;
+- ``GET /api/projects/{id}/next/`` (the label stream): not wrapped;
 - :func:`signup_volunteer`: a browser form flow with CSRF cookies, not an API call.
 
 Failures are retried with exponential backoff (the SDK's own retries are switched off: it retries every method,
@@ -378,26 +383,35 @@ class LabelStudioClient:
             raise ApiError(status_code=response.status_code, headers=dict(response.headers), body=body)
         return body
 
-    def _pages(self, method_path: str, fetch: Callable[[int, RequestOptions], Any]) -> Iterator[Any]:
-        """Every item of a paged SDK list; stops at the last page (without asking one past it when the total is
-        known; Label Studio answers 404 there)."""
+    def _pages(
+        self, method_path: str, fetch: Callable[[int, RequestOptions], tuple[list[Any], int | None]]
+    ) -> Iterator[Any]:
+        """Every item of a paged list; ``fetch(page, options)`` gives a page's items and the total if known.
+
+        Stops at the last page without asking one past it when the total is known (Label Studio answers 404
+        there, and logs a traceback).
+        """
         page = 1
         while True:
             try:
-                pager = self._call("GET", method_path, functools.partial(fetch, page))
+                items, total = self._call("GET", method_path, functools.partial(fetch, page))
             except LabelStudioAPIError as exc:
                 if exc.status == 404 and page > 1:
                     return
                 raise
-            items = list(pager.items or [])
             yield from items
-            body = pager.response
-            total = getattr(body, "total", None)
-            if total is None:
-                total = getattr(body, "count", None)
-            if not items or len(items) < _PAGE or (total is not None and page * _PAGE >= int(total)):
+            if not items or len(items) < _PAGE or (total is not None and page * _PAGE >= total):
                 return
             page += 1
+
+    @staticmethod
+    def _sdk_page(pager: Any) -> tuple[list[Any], int | None]:
+        """Items and total of one page of an SDK list."""
+        body = pager.response
+        total = getattr(body, "total", None)
+        if total is None:
+            total = getattr(body, "count", None)
+        return list(pager.items or []), None if total is None else int(total)
 
     # ------------------------------------------------------------------ identity and users
     def whoami(self) -> dict[str, Any]:
@@ -444,8 +458,8 @@ class LabelStudioClient:
             int(p.id)
             for p in self._pages(
                 "GET /api/projects/",
-                lambda page, o: self._sdk.projects.list(
-                    title=title, page=page, page_size=_PAGE, request_options=o
+                lambda page, o: self._sdk_page(
+                    self._sdk.projects.list(title=title, page=page, page_size=_PAGE, request_options=o)
                 ),
             )
             if p.title == title and p.id is not None
@@ -567,29 +581,23 @@ class LabelStudioClient:
 
     # ------------------------------------------------------------------ tasks
     def _tasks(
-        self, project_id: int, *, fields: str, include: str | None = None, query: str | None = None
+        self, project_id: int, *, include: str = "", query: str | None = None
     ) -> Iterator[dict[str, Any]]:
-        """The project's tasks (paged SDK list) as plain dicts with ``id``, ``data``, ``updated_at`` and, with
-        ``fields="all"``, ``annotations``."""
-        for task in self._pages(
-            "GET /api/tasks/",
-            lambda page, o: self._sdk.tasks.list(
-                project=project_id,
-                fields=fields,  # type: ignore[arg-type]
-                include=include,
-                query=query,
-                page=page,
-                page_size=_PAGE,
-                request_options=o,
-            ),
-        ):
-            yield {
-                "id": task.id,
-                "data": getattr(task, "data", None) or {},
-                "updated_at": getattr(task, "updated_at", None),
-                # label-studio-sdk types a task's annotations as a string; the list arrives unchanged
-                "annotations": getattr(task, "annotations", None) or [],
-            }
+        """The project's tasks as Label Studio sends them (paged): only the ``include`` fields when given,
+        else everything, annotations included."""
+
+        def fetch(page: int, options: RequestOptions) -> tuple[list[Any], int | None]:
+            params: dict[str, Any] = {"project": project_id, "page": page, "page_size": _PAGE}
+            params.update({"fields": "task_only", "include": include} if include else {"fields": "all"})
+            if query:
+                params["query"] = query
+            # raw: tasks.list cannot hand back the page it received; it builds a union of typed task models for
+            # every task (about 1 s per 1,000 tasks here, more than the listing itself) and types a task's
+            # annotations as a string
+            body = self._raw("GET", "/api/tasks/", options, params=params) or {}
+            return list(body.get("tasks", [])), body.get("total")
+
+        yield from self._pages("GET /api/tasks/", fetch)
 
     def task(self, task_id: int) -> dict[str, Any]:
         """One task with its data and predictions, as a dict."""
@@ -609,13 +617,13 @@ class LabelStudioClient:
     def task_inventory(self, project_id: int) -> dict[int, tuple[str, str]]:
         """Every task of the project: task id -> (building id, updated_at)."""
         return {
-            int(t["id"]): (str(t["data"].get("building_id", "")), _cursor(t["updated_at"]))
-            for t in self._tasks(project_id, fields="task_only", include="id,data,updated_at")
+            int(t["id"]): (str((t.get("data") or {}).get("building_id", "")), str(t.get("updated_at", "")))
+            for t in self._tasks(project_id, include="id,data,updated_at")
         }
 
     def task_ids(self, project_id: int) -> set[int]:
         """Ids of every task in the project (cheap: no task data)."""
-        return {int(t["id"]) for t in self._tasks(project_id, fields="task_only", include="id")}
+        return {int(t["id"]) for t in self._tasks(project_id, include="id")}
 
     def delete_task(self, task_id: int) -> None:
         self._call(
@@ -748,7 +756,7 @@ class LabelStudioClient:
                     }
                 }
             )
-        yield from self._tasks(project_id, fields="all", query=query)
+        yield from self._tasks(project_id, query=query)
 
     def export_tasks(self, project_id: int) -> list[dict[str, Any]]:
         """Every task with its annotations in one export call (Label Studio's full JSON export)."""
