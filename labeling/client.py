@@ -55,7 +55,7 @@ from label_studio_sdk import LabelStudio
 from label_studio_sdk.core.api_error import ApiError
 from label_studio_sdk.core.request_options import RequestOptions
 
-from labeling.config import InstructionExample, instructions_html, labeling_config
+from labeling.config import CONFIGS, InstructionExample, config_kind, instructions_html, labeling_config
 from labeling.convert import (
     PulledAnnotation,
     TaskSpec,
@@ -89,7 +89,9 @@ class ProjectSettings:
         show_predictions: show model suggestions to volunteers (off keeps reviews independent).
         sampling: Label Studio sampling; uncertainty sampling serves the lowest prediction score first.
         chip_width_px: display width of each chip.
-        examples: worked examples for the instruction panel.
+        examples: real chips of each kind for the instruction panel (:meth:`InstructionExample.chip`).
+        config: ``compact`` (first damaged date, grade, hidden dates; about 3 clicks per building) or
+            ``per_date`` (a state on every date).
     """
 
     title: str = "striketracker building timelines"
@@ -98,6 +100,7 @@ class ProjectSettings:
     sampling: str = "Uncertainty sampling"
     chip_width_px: int = 192
     examples: tuple[InstructionExample, ...] = ()
+    config: str = "compact"
 
 
 @dataclass(frozen=True)
@@ -469,7 +472,9 @@ class LabelStudioClient:
         """Create a timeline project (config validated first); returns its id."""
         if settings.overlap < 1:
             raise ConfigError(f"overlap={settings.overlap}; a building needs at least one review")
-        config = labeling_config(chip_width_px=settings.chip_width_px)
+        if settings.config not in CONFIGS:
+            raise ConfigError(f"config={settings.config!r}; use one of {list(CONFIGS)}")
+        config = labeling_config(chip_width_px=settings.chip_width_px, kind=settings.config)
         self.validate_config(config)
         before = self._project_ids(settings.title)
 
@@ -483,7 +488,7 @@ class LabelStudioClient:
             lambda o: self._sdk.projects.create(
                 title=settings.title,
                 label_config=config,
-                expert_instruction=instructions_html(settings.examples),
+                expert_instruction=instructions_html(settings.examples, kind=settings.config),
                 show_instruction=True,
                 maximum_annotations=settings.overlap,
                 overlap_cohort_percentage=100,
@@ -498,7 +503,9 @@ class LabelStudioClient:
             creates=True,
             settle=settle,
         )
-        return _new_id(project, "POST /api/projects/")
+        project_id = _new_id(project, "POST /api/projects/")
+        self._config_kinds[project_id] = settings.config
+        return project_id
 
     def find_project(self, title: str) -> int | None:
         """Id of the newest project with this title, or None."""
@@ -512,6 +519,14 @@ class LabelStudioClient:
             lambda o: self._sdk.projects.get(project_id, request_options=o),
         )
         return dict(project)
+
+    def config_kind(self, project_id: int) -> str:
+        """Which labeling config the project uses (:data:`labeling.config.CONFIGS`), read once per project."""
+        if project_id not in self._config_kinds:
+            self._config_kinds[project_id] = config_kind(
+                str(self.project(project_id).get("label_config") or "")
+            )
+        return self._config_kinds[project_id]
 
     def set_model_version(self, project_id: int, model_version: str) -> None:
         """Point uncertainty sampling at the predictions of this model version."""
@@ -695,7 +710,8 @@ class LabelStudioClient:
         """Create tasks (with embedded predictions) for buildings not yet in the project.
 
         The project's tasks are listed first, so a building already there (from this or any earlier push)
-        is not pushed again. Tasks go in chunks of ``chunk_size`` per import call. The project's
+        is not pushed again. Task data and predictions take the shape of the project's labeling config
+        (:meth:`config_kind`). Tasks go in chunks of ``chunk_size`` per import call. The project's
         ``model_version`` is set to ``model_version`` so uncertainty sampling uses these predictions.
 
         Args:
@@ -719,8 +735,9 @@ class LabelStudioClient:
                 existing[spec.building_id] = by_building[spec.building_id]
             elif spec.building_id not in todo:
                 todo[spec.building_id] = spec
+        kind = self.config_kind(project_id) if todo else "compact"
         payloads = [
-            task_payload(s, public_base_url=public_base_url, model_version=model_version)
+            task_payload(s, public_base_url=public_base_url, model_version=model_version, kind=kind)
             for s in todo.values()
         ]
         created: dict[str, int] = {}

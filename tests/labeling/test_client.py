@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from labeling.client import LabelStudioClient, SyncState
+from labeling.config import labeling_config
 from labeling.convert import TaskSpec, states_to_result
 from labeling.errors import AuthenticationError, ConfigError, LabelStudioAPIError
 from tests.labeling.fake_labelstudio import FakeLabelStudio, personal_access_token
@@ -21,10 +22,15 @@ TOKEN = "0" * 40
 
 
 def _client(handler, sleeps: list[float], retries: int = 4) -> LabelStudioClient:  # type: ignore[no-untyped-def]
+    def with_project(request: httpx.Request) -> httpx.Response:
+        if request.method == "GET" and request.url.path == "/api/projects/1/":  # push reads the config once
+            return httpx.Response(200, json={"id": 1, "label_config": labeling_config()})
+        return handler(request)
+
     return LabelStudioClient(
         "http://ls.test",
         TOKEN,
-        client=httpx.Client(transport=httpx.MockTransport(handler)),
+        client=httpx.Client(transport=httpx.MockTransport(with_project)),
         retries=retries,
         backoff=0.5,
         sleep=sleeps.append,

@@ -68,7 +68,9 @@ def _expected_states(v: int, building_index: int, n_dates: int) -> tuple[str, ..
 @pytest.fixture(scope="module")
 def world(label_studio: LiveLabelStudio, service: LiveService) -> Iterator[World]:
     client = label_studio.client
-    pid = client.create_project(ProjectSettings(title=f"it-{uuid.uuid4().hex[:8]}", overlap=3))
+    pid = client.create_project(
+        ProjectSettings(title=f"it-{uuid.uuid4().hex[:8]}", overlap=3, config="per_date")
+    )
     invite = client.invite_token()
     volunteers = []
     for i in range(3):
