@@ -378,13 +378,13 @@ class LabelStudioClient:
             headers={"content-type": "application/json"} if content is not None else None,
             request_options=options,
         )
-        try:
-            body = response.json() if response.content else None
-        except json.JSONDecodeError:
-            body = response.text[:200]
         if response.status_code >= 400:
+            try:
+                body = response.json()
+            except json.JSONDecodeError:
+                body = response.text[:200]
             raise ApiError(status_code=response.status_code, headers=dict(response.headers), body=body)
-        return body
+        return response.json() if response.content else None
 
     def _pages(
         self, method_path: str, fetch: Callable[[int, RequestOptions], tuple[list[Any], int | None]]
@@ -557,7 +557,7 @@ class LabelStudioClient:
     ) -> int:
         """Register a webhook for annotation events carrying the shared secret header; returns its id.
 
-        A webhook of this project to the same URL that already exists is reused.
+        If the answer is lost, a webhook of this project to the same URL is taken as this one.
         """
 
         def settle() -> int | None:

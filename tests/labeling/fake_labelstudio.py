@@ -50,6 +50,8 @@ class FakeLabelStudio:
         fail_before: status codes to answer, one per write (POST), without doing anything.
         expire_after: refuse each access token after this many authenticated requests (None: never).
         label_config: the project's labeling config.
+        projects: project id -> project JSON (those created through the API).
+        webhooks: webhook id -> webhook JSON.
     """
 
     tasks: dict[int, dict[str, Any]] = field(default_factory=dict)
@@ -60,6 +62,8 @@ class FakeLabelStudio:
     fail_before: list[int] = field(default_factory=list)
     expire_after: int | None = None
     label_config: str = field(default_factory=labeling_config)
+    projects: dict[int, dict[str, Any]] = field(default_factory=dict)
+    webhooks: dict[int, dict[str, Any]] = field(default_factory=dict)
     _uses: dict[str, int] = field(default_factory=dict)
     _next_id: int = 1
 
@@ -113,7 +117,12 @@ class FakeLabelStudio:
                 r"/api/current-user/whoami",
                 lambda r, m: httpx.Response(200, json={"id": 1, "email": "a@b"}),
             ),
+            ("POST", r"/api/projects/validate/", lambda r, m: httpx.Response(204)),
+            ("GET", r"/api/projects/", self._list_projects),
+            ("POST", r"/api/projects/", self._create_project),
             ("GET", r"/api/projects/(\d+)/", self._project),
+            ("GET", r"/api/webhooks/", lambda r, m: httpx.Response(200, json=list(self.webhooks.values()))),
+            ("POST", r"/api/webhooks/", self._create_webhook),
             ("PATCH", r"/api/projects/(\d+)/", lambda r, m: httpx.Response(200, json={"id": int(m[1])})),
             ("POST", r"/api/projects/(\d+)/import", self._import),
             ("GET", r"/api/tasks/", self._list_tasks),
@@ -125,6 +134,23 @@ class FakeLabelStudio:
             if verb == method and match:
                 return route(request, match)
         return httpx.Response(404, json={"detail": f"no route {method} {path}"})
+
+    def _list_projects(self, request: httpx.Request, match: re.Match[str]) -> httpx.Response:
+        title = request.url.params.get("title", "")
+        rows = [p for p in self.projects.values() if title.lower() in p["title"].lower()]
+        return httpx.Response(200, json={"count": len(rows), "results": rows})
+
+    def _create_project(self, request: httpx.Request, match: re.Match[str]) -> httpx.Response:
+        body = json.loads(request.content)
+        project = {"id": self._new_id(), "title": body["title"], "label_config": body["label_config"]}
+        self.projects[project["id"]] = project
+        return httpx.Response(201, json=project)
+
+    def _create_webhook(self, request: httpx.Request, match: re.Match[str]) -> httpx.Response:
+        body = json.loads(request.content)
+        hook = {"id": self._new_id(), "url": body["url"], "project": body["project"]}
+        self.webhooks[hook["id"]] = hook
+        return httpx.Response(201, json=hook)
 
     def _project(self, request: httpx.Request, match: re.Match[str]) -> httpx.Response:
         return httpx.Response(

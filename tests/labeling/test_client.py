@@ -12,7 +12,7 @@ import socket
 import httpx
 import pytest
 
-from labeling.client import LabelStudioClient, SyncState
+from labeling.client import LabelStudioClient, ProjectSettings, SyncState
 from labeling.config import labeling_config
 from labeling.convert import TaskSpec, states_to_result
 from labeling.errors import AuthenticationError, ConfigError, LabelStudioAPIError
@@ -205,3 +205,13 @@ def test_access_token_refused_even_when_fresh_fails_after_one_refresh() -> None:
         _fake_client(fake, personal_access_token()).whoami()
     assert fake.refreshes == 2 and fake.calls.count("GET /api/current-user/whoami") == 2
     assert "personal access token" in str(info.value)
+
+
+def test_project_and_webhook_committed_but_answered_504_are_not_created_twice() -> None:
+    fake = FakeLabelStudio(commit_then_fail=[504, "timeout"])
+    client = _fake_client(fake)
+    fake.projects[0] = {"id": 0, "title": "campaign", "label_config": ""}  # an older namesake
+    pid = client.create_project(ProjectSettings(title="campaign"))
+    assert sorted(fake.projects) == [0, pid] and client.find_project("campaign") == pid
+    hook = client.add_webhook(pid, "http://127.0.0.1:9/hook", "s3cret")
+    assert list(fake.webhooks) == [hook]
