@@ -16,6 +16,7 @@ from active_learning.volunteers import (
 )
 from experiments.benchmarks.aggregation import (
     _tie_middle,
+    interval_answers,
     majority_of_gaps,
     majority_vote,
     oracle_log_likelihood,
@@ -66,3 +67,15 @@ def test_witness_weight_is_tempered_on_gold_only() -> None:
     wrong = np.roll(sharp_right, 1, axis=0)  # confidently wrong on most buildings
     mixed = np.where(np.arange(60)[:, None] % 3 == 0, wrong, sharp_right)
     assert witness_weight_from_gold(GapWitness(ids, mixed), gold) < 0.5
+
+
+def test_interval_answers_keep_what_the_compact_config_can_say() -> None:
+    X = State.DESTROYED
+    rows = [
+        Annotation("b", "v1", "simulated", (IN, N, IN, D, X), WHEN, "1"),  # damaged then destroyed
+        Annotation("b", "v2", "simulated", (IN, D, IN, IN, D), WHEN, "2"),  # a slip before the change
+        Annotation("b", "v3", "simulated", (N, N, N, N, N), WHEN, "3"),  # cannot tell
+    ]
+    out = interval_answers(rows)
+    assert [a.states for a in out] == [(IN, N, IN, X, X), (IN, IN, IN, IN, D), (N, N, N, N, N)]
+    assert [(a.external_id, a.volunteer_id) for a in out] == [(a.external_id, a.volunteer_id) for a in rows]
