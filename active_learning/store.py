@@ -53,7 +53,6 @@ from active_learning.schema import (
 )
 
 __all__ = [
-    "DEFAULT_URL",
     "Base",
     "IngestReport",
     "QuarantineRecord",
@@ -62,7 +61,6 @@ __all__ = [
     "upgrade_to_head",
 ]
 
-DEFAULT_URL = "sqlite:///.work/store.db"
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 
@@ -238,7 +236,8 @@ def _engine(url: str) -> Engine:
         return create_engine(url)
     except (ArgumentError, ModuleNotFoundError) as exc:
         raise StoreError(
-            f"bad store URL {url!r} ({exc}); use e.g. sqlite:///path.db or postgresql://..."
+            f"bad store URL {url!r} ({exc}); use e.g. sqlite:///path.db or "
+            "postgresql+psycopg://user:password@host:5432/database"
         ) from None
 
 
@@ -277,8 +276,8 @@ class Store:
         self.engine = engine
 
     @classmethod
-    def open(cls, url: str = DEFAULT_URL) -> Store:
-        """Connect to ``url`` and migrate it to the head revision."""
+    def open(cls, url: str) -> Store:
+        """Connect to ``url`` and migrate it to the head revision (the default URL is ``Settings().database_url``)."""
         engine = _engine(url)
         upgrade_to_head(engine)
         return cls(engine)

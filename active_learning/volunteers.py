@@ -23,24 +23,20 @@ import datetime as dt
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
-from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
-from active_learning.errors import TruthFileError
 from active_learning.schema import Annotation, State
+from active_learning.truth import BuildingTruth
 
 __all__ = [
     "DEFAULT_PROFILES",
     "EXPERT_PROFILE",
-    "BuildingTruth",
     "PoolConfig",
     "SkillProfile",
     "Volunteer",
     "VolunteerKind",
     "VolunteerPool",
-    "load_truth",
     "simulate_annotations",
     "simulate_expert_annotations",
     "synthetic_truths",
@@ -55,39 +51,6 @@ class VolunteerKind(StrEnum):
     CARELESS = "careless"
     ADVERSARIAL = "adversarial"
     EXPERT = "expert"
-
-
-@dataclass(frozen=True)
-class BuildingTruth:
-    """What a perfect observer would report about one building.
-
-    Attributes:
-        building_id: the building's id.
-        true_gap: the destruction gap in ``0..T`` (T = never damaged).
-        states: true state per date (intact / damaged / destroyed), in date order.
-        visible: per date, False where cloud or nodata hides the building.
-        difficulty: 0 (large, clear, fully destroyed) .. 1 (small, cloudy at the change, partial damage).
-        partial: the damage is partial (easy to miss).
-    """
-
-    building_id: str
-    true_gap: int
-    states: tuple[State, ...]
-    visible: tuple[bool, ...]
-    difficulty: float = 0.0
-    partial: bool = False
-
-    def __post_init__(self) -> None:
-        if len(self.states) != len(self.visible):
-            raise ValueError(
-                f"{self.building_id}: {len(self.states)} states but {len(self.visible)} visibility flags"
-            )
-        if not 0 <= self.true_gap <= len(self.states):
-            raise ValueError(f"{self.building_id}: true_gap {self.true_gap} outside 0..{len(self.states)}")
-
-    @property
-    def n_dates(self) -> int:
-        return len(self.states)
 
 
 @dataclass(frozen=True)
@@ -378,77 +341,6 @@ def simulate_expert_annotations(
             )
         )
     return out
-
-
-def load_truth(folder: str | Path) -> tuple[BuildingTruth, ...]:
-    """Read volunteer truth from a scenario folder's ``truth.csv`` and ``truth_dates.csv`` (docs/CONTRACTS.md).
-
-    Raises:
-        TruthFileError: a file is missing, lacks columns or holds values that cannot be parsed.
-    """
-    folder = Path(folder)
-    truth = _read_csv(folder / "truth.csv", ("building_id", "true_gap", "difficulty", "partial"))
-    dates = _read_csv(folder / "truth_dates.csv", ("building_id", "date_index", "state", "visible"))
-    truth["building_id"] = truth["building_id"].astype(str)
-    dates["building_id"] = dates["building_id"].astype(str)
-    try:
-        state = dates["state"].map(lambda v: int(State.parse(v)))
-    except ValueError as exc:
-        raise TruthFileError(f"{folder / 'truth_dates.csv'}: {exc}; fix the state column") from None
-    visible = dates["visible"].map(_parse_bool)
-    if visible.isna().any():
-        bad = dates.loc[visible.isna(), "visible"].iloc[0]
-        raise TruthFileError(f"{folder / 'truth_dates.csv'}: visible must be true/false, got {bad!r}")
-    dates = dates.assign(state=state, visible=visible.astype(bool)).sort_values(["building_id", "date_index"])
-    per_building = dict(iter(dates.groupby("building_id", sort=False)))
-    n_dates = int(dates["date_index"].max()) + 1 if len(dates) else 0
-    out = []
-    for row in truth.itertuples(index=False):
-        b = str(row.building_id)
-        group = per_building.get(b)
-        if group is None or len(group) != n_dates or list(group["date_index"]) != list(range(n_dates)):
-            raise TruthFileError(
-                f"{folder / 'truth_dates.csv'}: building {b!r} needs one row per date index 0..{n_dates - 1}; "
-                "regenerate the scenario"
-            )
-        partial = _parse_bool(row.partial)
-        out.append(
-            BuildingTruth(
-                building_id=b,
-                true_gap=int(row.true_gap),
-                states=tuple(State(int(s)) for s in group["state"]),
-                visible=tuple(bool(v) for v in group["visible"]),
-                difficulty=float(row.difficulty),
-                partial=bool(partial),
-            )
-        )
-    return tuple(out)
-
-
-def _read_csv(path: Path, required: tuple[str, ...]) -> pd.DataFrame:
-    if not path.is_file():
-        raise TruthFileError(f"{path}: not found; generate the scenario with `striketracker scenario`")
-    try:
-        df = pd.read_csv(path)
-    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
-        raise TruthFileError(f"{path}: cannot be read as CSV ({exc}); regenerate the scenario") from None
-    missing = [c for c in required if c not in df.columns]
-    if missing:
-        raise TruthFileError(
-            f"{path}: lacks columns {missing} (has {list(df.columns)}); see docs/CONTRACTS.md"
-        )
-    return df
-
-
-def _parse_bool(value: object) -> bool | None:
-    if isinstance(value, bool | np.bool_):
-        return bool(value)
-    text = str(value).strip().lower()
-    if text in {"true", "1", "yes", "1.0"}:
-        return True
-    if text in {"false", "0", "no", "0.0"}:
-        return False
-    return None
 
 
 def synthetic_truths(

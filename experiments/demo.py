@@ -28,6 +28,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from active_learning.settings import Settings
 from experiments.benchmarks.dating import CONFIGS, crowd_labels
 from experiments.plots import plot_chip_stacks, plot_destruction_timeline
 from experiments.scenario import generate, load_truth
@@ -96,7 +97,7 @@ def run_demo(
         max_epochs: override the config's training epochs (a quick look).
     """
     console = console or Console()
-    tracking = tracking or Tracking.local(work_dir)
+    tracking = tracking or Settings(work_dir=work_dir).tracking()
     root = Path(work_dir) / "demo"
     scenario_dir = root / f"scenario-{preset}-{seed}"
     cache_dir = root / f"chips-{preset}-{seed}"

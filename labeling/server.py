@@ -54,7 +54,8 @@ class ServerConfig:
         port: pinned port; a busy port is an error, never silently replaced.
         version: the pinned ``label-studio`` release.
         python: Python version of the isolated environment.
-        uv: the ``uv`` executable used to build the environment.
+        uv: the ``uv`` executable used to build the environment; empty means the one installed with this
+            project (the ``uv`` package's binary), so no ``uv`` on PATH is needed.
         env: the isolated env folder if not ``root/label-studio-env`` (tests share one install).
     """
 
@@ -66,11 +67,20 @@ class ServerConfig:
     port: int = 8089
     version: str = "1.23.2"
     python: str = "3.11"
-    uv: str = "uv"
+    uv: str = ""
     env: Path | None = None
 
     def __repr__(self) -> str:
         return f"ServerConfig(root={self.root}, host={self.host}, port={self.port}, version={self.version})"
+
+    @property
+    def uv_executable(self) -> str:
+        """The ``uv`` to run: the configured one, else the binary of the ``uv`` package beside this project."""
+        if self.uv:
+            return self.uv
+        from uv import find_uv_bin
+
+        return find_uv_bin()
 
     @property
     def env_dir(self) -> Path:
@@ -154,18 +164,19 @@ class LabelStudioServer:
             return cfg.env_dir
         cfg.root.mkdir(parents=True, exist_ok=True)
         python = cfg.env_dir / "bin" / "python"
+        uv = cfg.uv_executable
         steps = []
         if not python.exists():
-            steps.append([cfg.uv, "venv", str(cfg.env_dir), "--python", cfg.python, "--quiet"])
+            steps.append([uv, "venv", str(cfg.env_dir), "--python", cfg.python, "--quiet"])
         steps.append(
-            [cfg.uv, "pip", "install", "--quiet", "--python", str(python), f"label-studio=={cfg.version}"]
+            [uv, "pip", "install", "--quiet", "--python", str(python), f"label-studio=={cfg.version}"]
         )
         for cmd in steps:
             try:
                 done = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=1800)
             except FileNotFoundError:
                 raise ServerError(
-                    f"cannot run {cfg.uv!r} to build Label Studio's environment; install uv "
+                    f"cannot run {uv!r} to build Label Studio's environment; install uv "
                     "(python3 -m pip install --user uv) or pass its path"
                 ) from None
             if done.returncode != 0:

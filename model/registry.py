@@ -66,15 +66,10 @@ class Tracking:
     tracking_uri: str
     artifact_root: str | None = None
 
-    @classmethod
-    def local(cls, work_dir: Path) -> Tracking:
-        """The embedded default under a work directory."""
-        work_dir = Path(work_dir).resolve()
-        work_dir.mkdir(parents=True, exist_ok=True)
-        return cls(f"sqlite:///{work_dir / 'mlflow.db'}", str(work_dir / "mlartifacts"))
-
     def activate(self, experiment: str = TRAINING_EXPERIMENT) -> str:
         """Point MLflow here and return the id of ``experiment`` (created with the artifact root if new)."""
+        if self.tracking_uri.startswith("sqlite:///"):
+            Path(self.tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         mlflow.set_tracking_uri(self.tracking_uri)
         mlflow.set_registry_uri(self.tracking_uri)
         client = MlflowClient(self.tracking_uri, self.tracking_uri)

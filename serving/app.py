@@ -14,10 +14,10 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
+from active_learning.settings import Settings
 from labeling import WebhookEvent
 from serving.labelstudio import pseudonym_secret, webhook_secret
 from serving.routes import chips, webhooks
-from serving.settings import Settings
 
 __all__ = ["JsonlWebhookInbox", "create_app"]
 

@@ -1,4 +1,4 @@
-"""Wiring of :class:`serving.settings.Settings` into the labeling package: server, client and secrets.
+"""Wiring of :class:`active_learning.settings.Settings` into the labeling package: server, client and secrets.
 
 ``labeling`` takes paths, URLs and secrets as parameters; this module is the one place that derives them from
 Settings. Generated secrets live in files under the work dir (``Settings.secret_file``) and are never logged.
@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from urllib.parse import urlparse
 
+from active_learning.settings import Settings
 from labeling import LabelStudioClient, LabelStudioServer, ServerConfig, legacy_token_from_secret
-from serving.settings import Settings
 
 __all__ = ["api_token", "label_studio_client", "label_studio_server", "pseudonym_secret", "webhook_secret"]
 

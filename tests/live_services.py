@@ -21,6 +21,7 @@ import pytest
 import uvicorn
 from pydantic import SecretStr
 
+from active_learning.settings import Settings
 from labeling import (
     LabelStudioClient,
     LabelStudioServer,
@@ -29,7 +30,6 @@ from labeling import (
     legacy_token_from_secret,
 )
 from serving.app import create_app
-from serving.settings import Settings
 from tests.labeling.chip_cache import write_chip_cache
 
 REPO = Path(__file__).resolve().parents[1]

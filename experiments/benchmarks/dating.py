@@ -34,7 +34,9 @@ from rich.table import Table
 
 from active_learning.aggregation import GapDawidSkene
 from active_learning.schema import annotations_to_table
-from active_learning.volunteers import VolunteerPool, load_truth, simulate_annotations
+from active_learning.settings import DEFAULT_WORK_DIR, Settings
+from active_learning.truth import load_truth
+from active_learning.volunteers import VolunteerPool, simulate_annotations
 from experiments.benchmarks.ingest import ensure_scenario, folder_lock
 from model.baseline import ChangePointBaseline
 from model.calibration import dating_metrics, plot_gap_errors, plot_reliability, tempered_log_posterior
@@ -47,7 +49,7 @@ from model.training import self_train as run_self_train
 
 __all__ = ["main", "run", "summarise"]
 
-WORK = Path(".work")
+WORK = DEFAULT_WORK_DIR
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 LABEL_SHARE = 0.3
 REVIEWS = 3
@@ -94,7 +96,7 @@ def chip_cache(preset: str, seed: int, work: Path) -> tuple[Path, ChipArrays]:
 
 def crowd_labels(scenario: Path, chips: ChipArrays, seed: int) -> tuple[GapLabels, dict[str, float]]:
     """Soft gap labels for 30% of the buildings from 3 simulated volunteers each, aggregated by Dawid-Skene."""
-    truths = [t for t in load_truth(scenario) if t.building_id in set(chips.building_ids)]
+    truths = [t for t in load_truth(scenario).building_truths() if t.building_id in set(chips.building_ids)]
     rng = np.random.default_rng([seed, 0xDA7E])
     chosen = sorted(rng.choice(len(truths), size=max(4, round(LABEL_SHARE * len(truths))), replace=False))
     subset = [truths[i] for i in chosen]
@@ -360,7 +362,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     console = Console()
     tracking = None
     if not args.no_mlflow:
-        local = Tracking.local(WORK)
+        local = Settings(work_dir=WORK).tracking()
         tracking = Tracking(args.tracking_uri, None) if args.tracking_uri else local
     seeds = args.seeds or [args.seed]
     runs = []

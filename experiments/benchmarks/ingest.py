@@ -35,6 +35,7 @@ import numpy as np
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from active_learning.settings import DEFAULT_WORK_DIR
 from experiments.benchmarks.report import benchmark_parser, report
 from experiments.plots import plot_chip_stacks
 from model.buildings import read_footprints
@@ -42,7 +43,7 @@ from model.chips import ChipStack, IngestParams, ingest
 
 __all__ = ["ensure_scenario", "folder_lock", "main", "run"]
 
-WORK = Path(".work")
+WORK = DEFAULT_WORK_DIR
 SUBSET = {"tiny": 30, "district": 300, "city": 500}
 
 

@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 from rich.console import Console
 
+from active_learning.settings import Settings
 from experiments.benchmarks.report import benchmark_parser, report
 from labeling import (
     CONFIGS,
@@ -48,7 +49,6 @@ from labeling import (
     signup_volunteer,
 )
 from labeling.convert import states_to_result, task_payload
-from serving.settings import Settings
 
 __all__ = ["main", "run"]
 

@@ -15,9 +15,11 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from active_learning.settings import default_tracking_uri
+
 __all__ = ["DEFAULT_TRACKING_URI", "benchmark_parser", "log_to_mlflow", "print_figures", "report"]
 
-DEFAULT_TRACKING_URI = "sqlite:///.work/mlflow.db"
+DEFAULT_TRACKING_URI = default_tracking_uri()
 PRESETS = ("tiny", "district", "city")
 
 

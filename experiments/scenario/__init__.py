@@ -15,6 +15,7 @@ buildings, 411 tiles of 300 m, about 12 CPU-minutes; memory stays bounded becaus
 time).
 """
 
+from active_learning.truth import ScenarioTruth, load_truth
 from experiments.scenario.errors import (
     BadSeedError,
     ScenarioDataError,
@@ -24,7 +25,6 @@ from experiments.scenario.errors import (
 )
 from experiments.scenario.generate import GENERATOR_VERSION, ScenarioSummary, generate
 from experiments.scenario.presets import PRESETS, Preset, get_preset
-from experiments.scenario.truth import ScenarioTruth, load_truth
 
 __all__ = [
     "GENERATOR_VERSION",

@@ -14,7 +14,7 @@ import rasterio
 from PIL import Image
 from rasterio.windows import from_bounds
 
-from experiments.scenario.truth import load_truth
+from active_learning.truth import load_truth
 
 __all__ = ["write_preview"]
 

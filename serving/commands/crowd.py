@@ -36,18 +36,19 @@ def simulate(
 ) -> None:
     """Register a scenario's buildings and add simulated volunteer reviews to the store."""
     from active_learning.errors import ActiveLearningError
+    from active_learning.settings import Settings
     from active_learning.store import Store
-    from active_learning.volunteers import VolunteerPool, load_truth, simulate_annotations
-    from experiments.scenario import load_truth as load_scenario
-    from serving.settings import Settings
+    from active_learning.truth import load_truth
+    from active_learning.volunteers import VolunteerPool, simulate_annotations
 
     if not 0.0 < fraction <= 1.0 or per_building < 1:
         console.print("[red]error:[/red] --fraction must be in (0, 1] and --per-building >= 1")
         raise typer.Exit(code=2)
     settings = Settings.from_env()
     try:
-        truths = load_truth(scenario)
-        dates = [d.isoformat() for d in load_scenario(scenario).dates]
+        scenario_truth = load_truth(scenario)
+        truths = scenario_truth.building_truths()
+        dates = [d.isoformat() for d in scenario_truth.dates]
         store = Store.open(settings.database_url)
         store.add_buildings([t.building_id for t in truths], n_dates=len(dates), attributes={"dates": dates})
         rng = np.random.default_rng([seed, 0x5E1])
@@ -77,8 +78,8 @@ def aggregate(
     from active_learning.quality import plot_report, volunteer_report
     from active_learning.retirement import RetirementPolicy, decide_all, evidence_from_fit
     from active_learning.schema import COL_VOLUNTEER
+    from active_learning.settings import Settings
     from active_learning.store import Store
-    from serving.settings import Settings
 
     settings = Settings.from_env()
     out = out or settings.work_dir / "reports"

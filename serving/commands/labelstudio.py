@@ -7,9 +7,9 @@ import time
 import typer
 from rich.console import Console
 
+from active_learning.settings import Settings
 from labeling import LabelingError
 from serving.labelstudio import label_studio_client, label_studio_server, pseudonym_secret
-from serving.settings import Settings
 
 __all__ = ["register"]
 

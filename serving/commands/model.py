@@ -28,7 +28,7 @@ TrackingOpt = Annotated[str | None, typer.Option(help="MLflow tracking URI (defa
 
 
 def _tracking(work_dir: Path | None, tracking_uri: str | None) -> Tracking:
-    from serving.settings import Settings
+    from active_learning.settings import Settings
 
     return Settings.from_env(work_dir=work_dir, mlflow_tracking_uri=tracking_uri).tracking()
 
@@ -74,9 +74,9 @@ def train(
     tracking_uri: TrackingOpt = None,
 ) -> None:
     """Train a dating model, calibrate it, log it to MLflow and register it as `candidate`."""
+    from active_learning.settings import Settings
     from model.training import run_cli
     from model.training import self_train as run_self_train
-    from serving.settings import Settings
 
     args = ["--config", str(config), "--data.cache", str(cache), "--data.labels", str(labels)]
     if max_epochs is not None:

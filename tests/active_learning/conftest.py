@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 
 from active_learning.schema import annotations_to_table, validate_table
+from active_learning.truth import BuildingTruth
 from active_learning.volunteers import (
-    BuildingTruth,
     VolunteerPool,
     simulate_annotations,
     simulate_expert_annotations,

@@ -9,25 +9,27 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import create_engine
 
-from active_learning.errors import StoreError
+from active_learning.errors import MigrationError, StoreError
 from active_learning.posterior import Posterior, Status
 from active_learning.retirement import BuildingEvidence, decide
 from active_learning.schema import Annotation, State
 from active_learning.store import Base, Store, upgrade_to_head
+from tests.postgres import LivePostgres
 
 IN, D, N = State.INTACT, State.DAMAGED, State.NOT_VISIBLE
 WHEN = dt.datetime(2024, 5, 1, tzinfo=dt.UTC)
 
 
 @pytest.fixture
-def store(tmp_path) -> Store:
-    s = Store.open(f"sqlite:///{tmp_path / 'store.db'}")
+def store(store_url: str) -> Store:
+    """A store on each backend (tests.postgres.store_url: a SQLite file, a fresh PostgreSQL database)."""
+    s = Store.open(store_url)
     s.add_buildings(["b1", "b2"], n_dates=4)
     return s
 
 
-def test_migrations_build_exactly_the_models(tmp_path) -> None:
-    url = f"sqlite:///{tmp_path / 'fresh.db'}"
+def test_migrations_build_exactly_the_models(store_url: str) -> None:
+    url = store_url
     upgrade_to_head(url)
     upgrade_to_head(url)  # idempotent
     engine = create_engine(url)
@@ -91,6 +93,18 @@ def test_posteriors_are_versioned_and_decisions_kept(store: Store) -> None:
 def test_bad_url_is_a_clear_error() -> None:
     with pytest.raises(StoreError, match="bad store URL"):
         Store.open("nonsense://")
+
+
+@pytest.mark.integration
+def test_both_postgresql_url_forms_open_the_store(postgres: LivePostgres) -> None:
+    # the locked driver is psycopg (3); SQLAlchemy 2.1 also picks it for a plain postgresql:// URL
+    url = postgres.create_database()
+    assert url.startswith("postgresql+psycopg://")
+    Store.open(url).add_buildings(["b1"], n_dates=2)
+    plain = Store.open(url.replace("postgresql+psycopg://", "postgresql://", 1))
+    assert plain.building_dates() == {"b1": 2}
+    with pytest.raises(MigrationError, match="cannot migrate the store at postgresql"):
+        Store.open(postgres.url("no_such_database"))
 
 
 def test_updates_supersede_and_retractions_keep_history(store: Store) -> None:

@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import pytest
 
-from active_learning.errors import TruthFileError
 from active_learning.schema import State
+from active_learning.truth import BuildingTruth
 from active_learning.volunteers import (
-    BuildingTruth,
     PoolConfig,
     VolunteerKind,
     VolunteerPool,
     answer,
-    load_truth,
     simulate_annotations,
     simulate_expert_annotations,
     synthetic_truths,
@@ -78,26 +75,3 @@ def test_clouded_dates_are_mostly_not_visible_and_experts_are_near_perfect() -> 
     hidden = [a.states[i] == State.NOT_VISIBLE for a, t in zip(gold, truths, strict=True) for i in range(10)
               if not t.visible[i]]  # fmt: skip
     assert all(hidden)
-
-
-def test_load_truth_reads_the_scenario_contract(tmp_path) -> None:
-    pd.DataFrame(
-        {"building_id": ["a", "b"], "true_gap": [1, 2], "difficulty": [0.2, 0.9], "partial": [False, True]}
-    ).to_csv(tmp_path / "truth.csv", index=False)
-    pd.DataFrame(
-        {
-            "building_id": ["a", "a", "b", "b"],
-            "date_index": [0, 1, 0, 1],
-            "state": ["intact", "destroyed", "intact", "intact"],
-            "cloud_fraction": [0, 0, 0.9, 0],
-            "visible": [True, True, False, True],
-        }
-    ).to_csv(tmp_path / "truth_dates.csv", index=False)
-    truths = load_truth(tmp_path)
-    assert truths[0] == BuildingTruth("a", 1, (State.INTACT, State.DESTROYED), (True, True), 0.2, False)
-    assert truths[1].visible == (False, True) and truths[1].partial
-    (tmp_path / "truth_dates.csv").write_text("building_id,date_index,state,visible\na,0,burning,True\n")
-    with pytest.raises(TruthFileError, match="burning"):
-        load_truth(tmp_path)
-    with pytest.raises(TruthFileError, match="not found"):
-        load_truth(tmp_path / "missing")

@@ -8,13 +8,14 @@ from pathlib import Path
 import pandas as pd
 from rich.console import Console
 
+from active_learning.settings import Settings
 from experiments.demo import run_demo
-from model.registry import Tracking, model_ref
+from model.registry import model_ref
 
 
 def test_demo_runs_from_scenario_to_dated_buildings_and_reuses_its_caches(tmp_path: Path) -> None:
     console = Console(file=open("/dev/null", "w"))  # noqa: SIM115 - silent console for the test
-    tracking = Tracking.local(tmp_path)
+    tracking = Settings(work_dir=tmp_path).tracking()
     summary = run_demo(tmp_path, preset="tiny", seed=3, console=console, tracking=tracking, max_epochs=20)
 
     assert summary.buildings > 20

@@ -16,10 +16,10 @@ import rasterio
 from rasterio.features import rasterize
 from typer.testing import CliRunner
 
+from active_learning.errors import TruthFileError
 from experiments.scenario import (
     BadSeedError,
     ScenarioDataError,
-    ScenarioOutputError,
     UnknownPresetError,
     generate,
     get_preset,
@@ -136,8 +136,7 @@ def test_gaps_fall_inside_the_unosat_windows(tiny: Path) -> None:
 
 def test_truth_states_are_monotone_and_match_the_gaps(tiny: Path) -> None:
     truth = load_truth(tiny)
-    code = {"intact": 0, "damaged": 1, "destroyed": 2}
-    states = truth.per_date.pivot(index="building_id", columns="date_index", values="state").map(code.get)
+    states = truth.per_date.pivot(index="building_id", columns="date_index", values="state")  # State codes
     b = truth.buildings.set_index("building_id").loc[states.index]
     assert (np.diff(states.to_numpy(), axis=1) >= 0).all()
     t = np.arange(truth.n_dates)[None, :]
@@ -228,7 +227,7 @@ def test_bad_preset_and_seed_give_clear_errors(tmp_path: Path) -> None:
 def test_cli_command_writes_a_scenario(tmp_path: Path) -> None:
     import typer
 
-    from serving.commands import scenario
+    from experiments import cli
 
     app = typer.Typer()
 
@@ -236,7 +235,7 @@ def test_cli_command_writes_a_scenario(tmp_path: Path) -> None:
     def root() -> None:
         """Root."""
 
-    scenario.register(app)
+    cli.register(app)
     runner = CliRunner()
     result = runner.invoke(app, ["scenario", "--preset", "tiny", "--seed", "2", "--out", str(tmp_path / "s")])
     assert result.exit_code == 0, result.output
@@ -255,7 +254,7 @@ def test_extract_errors_name_the_file_and_the_fix(tmp_path: Path) -> None:
 
 
 def test_load_truth_rejects_a_folder_that_is_not_a_scenario(tmp_path: Path) -> None:
-    with pytest.raises(ScenarioOutputError, match="not a scenario folder"):
+    with pytest.raises(TruthFileError, match="not a scenario folder"):
         load_truth(tmp_path)
 
 

@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 from playwright import sync_api
 
-from experiments.scenario import load_truth
+from active_learning.schema import State
+from active_learning.truth import load_truth
 from labeling import InstructionExample, ProjectSettings, TaskSpec, signup_volunteer
 from tests.labeling.browser import require_chromium
 from tests.live_services import REPO, LiveLabelStudio, LiveService
@@ -43,11 +44,11 @@ def _examples(service: LiveService) -> tuple[InstructionExample, ...]:
     per_date = load_truth(service.scenario).per_date
     known = per_date[per_date["building_id"].isin(service.building_ids)]
     clear = known[known["visible"] & (known["cloud_fraction"] == 0)]
-    picks = [clear[clear["state"] == state].iloc[0] for state in ("intact", "damaged", "destroyed")]
+    picks = [clear[clear["state"] == int(s)].iloc[0] for s in (State.INTACT, State.DAMAGED, State.DESTROYED)]
     picks.append(known[~known["visible"]].sort_values("cloud_fraction").iloc[-1])
     return tuple(
         InstructionExample.chip(
-            str(row["state"]) if row["visible"] else "not_visible",
+            State(int(row["state"])).label if row["visible"] else "not_visible",
             str(row["building_id"]),
             int(row["date_index"]),
             public_base_url=service.url,

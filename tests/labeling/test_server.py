@@ -51,3 +51,17 @@ def test_secrets_stay_out_of_repr_and_token_is_40_hex(tmp_path: Path) -> None:
     assert len(token) == 40 and int(token, 16) >= 0
     with pytest.raises(ServerError, match="empty"):
         legacy_token_from_secret("  ")
+
+
+def test_the_label_studio_install_needs_no_uv_on_path(tmp_path, monkeypatch) -> None:
+    """A fresh machine has uv only where `make` installed it (~/.local/bin, not on PATH): the install must
+    still find one, the binary of the `uv` package in the project's environment."""
+    import os
+    import subprocess
+
+    monkeypatch.setenv("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+    config = ServerConfig(root=tmp_path, admin_email="a@b.c", admin_password="x", api_token="t" * 40)
+    uv = config.uv_executable
+    assert os.access(uv, os.X_OK), uv
+    done = subprocess.run([uv, "--version"], capture_output=True, text=True, check=True)
+    assert done.stdout.startswith("uv ")

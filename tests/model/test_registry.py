@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from active_learning.settings import Settings
 from model.calibration import DatingMetrics, dating_metrics
 from model.datamodule import ChipArrays, ChipDataModule
 from model.errors import ChampionMissingError, RegistryError
@@ -57,7 +58,7 @@ def _trained(arrays: ChipArrays, gaps: np.ndarray, tracking: Tracking | None, ep
 
 
 def test_missing_champion_is_a_clear_error(tmp_path: Path) -> None:
-    tracking = Tracking.local(tmp_path)
+    tracking = Settings(work_dir=tmp_path).tracking()
     with pytest.raises(
         ChampionMissingError, match="no version of 'striketracker-dating' has the alias 'champion'"
     ):
@@ -68,7 +69,7 @@ def test_training_run_logs_everything_and_promotion_needs_a_better_model(
     tmp_path: Path, data: tuple[ChipArrays, np.ndarray]
 ) -> None:
     arrays, gaps = data
-    tracking = Tracking.local(tmp_path / "work")
+    tracking = Settings(work_dir=tmp_path / "work").tracking()
 
     def audit(task: DatingTask) -> DatingMetrics:
         return dating_metrics(predict(task, arrays, progress=False).probs, gaps, arrays.dates)
@@ -120,7 +121,7 @@ def test_training_run_logs_everything_and_promotion_needs_a_better_model(
 
 def test_unknown_version_is_a_clear_error(tmp_path: Path, data: tuple[ChipArrays, np.ndarray]) -> None:
     arrays, gaps = data
-    tracking = Tracking.local(tmp_path)
+    tracking = Settings(work_dir=tmp_path).tracking()
     task = _small_task()
     log_training_run(
         task, tracking, params={}, metrics={}, data_fingerprint="f", label_snapshot="s", chip_size=16

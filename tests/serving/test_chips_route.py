@@ -10,9 +10,9 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from active_learning.settings import Settings
 from serving.app import create_app
 from serving.chip_render import OUTLINE_RGB
-from serving.settings import Settings
 from tests.labeling.chip_cache import write_chip_cache
 
 

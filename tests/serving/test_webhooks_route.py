@@ -10,9 +10,9 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
+from active_learning.settings import Settings
 from labeling import WebhookEvent
 from serving.app import create_app
-from serving.settings import Settings
 
 DATA = Path(__file__).parents[1] / "labeling" / "data"
 SECRET = "hook-secret-123"

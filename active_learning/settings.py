@@ -1,9 +1,13 @@
-"""The one Settings object for the service and the command line.
+"""The one Settings object: where a campaign keeps its state and how it reaches its services.
 
 Settings come from keyword arguments or from ``STRIKETRACKER_*`` environment variables (read here and nowhere
-else). Defaults are the embedded ones: everything lives under the work directory (SQLite store, SQLite MLflow
-tracking store with local artifacts, a local Label Studio data dir). Secrets are ``SecretStr`` so they never
-print; services bind to 127.0.0.1 unless told otherwise.
+else). Defaults are the embedded ones, and this module is their one home: everything lives under the work
+directory :data:`DEFAULT_WORK_DIR` (the SQLite store ``striketracker.db``, the SQLite MLflow tracking store
+``mlflow.db`` with artifacts in ``mlartifacts/``, a local Label Studio under ``labelstudio/``). Secrets are
+``SecretStr`` so they never print; services bind to 127.0.0.1 unless told otherwise.
+
+It lives in ``active_learning`` (the campaign's package) so that both top layers, ``serving`` (service and CLI)
+and ``experiments`` (benchmarks and the demo), can use it without importing each other.
 """
 
 from __future__ import annotations
@@ -18,7 +22,10 @@ from pydantic import BaseModel, ConfigDict, SecretStr, field_validator
 if TYPE_CHECKING:
     from model.registry import Tracking
 
-__all__ = ["Settings"]
+__all__ = ["DEFAULT_WORK_DIR", "Settings", "default_database_url", "default_tracking_uri"]
+
+DEFAULT_WORK_DIR = Path(".work")
+"""Root of everything the project writes at run time, relative to the current directory."""
 
 _ENV_PREFIX = "STRIKETRACKER_"
 
@@ -43,7 +50,7 @@ class Settings(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    work_dir: Path = Path(".work")
+    work_dir: Path = DEFAULT_WORK_DIR
     database_url: str = ""
     mlflow_tracking_uri: str = ""
     mlflow_artifact_root: str = ""
@@ -67,9 +74,9 @@ class Settings(BaseModel):
         work = self.work_dir.resolve()
         object.__setattr__(self, "work_dir", work)
         if not self.database_url:
-            object.__setattr__(self, "database_url", f"sqlite:///{work / 'striketracker.db'}")
+            object.__setattr__(self, "database_url", default_database_url(work))
         if not self.mlflow_tracking_uri:
-            object.__setattr__(self, "mlflow_tracking_uri", f"sqlite:///{work / 'mlflow.db'}")
+            object.__setattr__(self, "mlflow_tracking_uri", default_tracking_uri(work))
         if not self.mlflow_artifact_root:
             object.__setattr__(self, "mlflow_artifact_root", str(work / "mlartifacts"))
         if not self.public_base_url:
@@ -106,3 +113,13 @@ class Settings(BaseModel):
             path.write_text(secrets.token_urlsafe(32))
             path.chmod(0o600)
         return path
+
+
+def default_database_url(work_dir: Path = DEFAULT_WORK_DIR) -> str:
+    """The embedded store of record under ``work_dir``: a SQLite file."""
+    return f"sqlite:///{Path(work_dir).resolve() / 'striketracker.db'}"
+
+
+def default_tracking_uri(work_dir: Path = DEFAULT_WORK_DIR) -> str:
+    """The embedded MLflow tracking store under ``work_dir``: a SQLite file (artifacts in ``mlartifacts/``)."""
+    return f"sqlite:///{Path(work_dir).resolve() / 'mlflow.db'}"
