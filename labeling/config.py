@@ -244,7 +244,7 @@ def instructions_html(examples: tuple[InstructionExample, ...] = (), *, kind: st
             else ""
         )
         cells.append(
-            '<td style="vertical-align:top;width:160px;padding:0 8px 8px 0">'
+            '<td valign="top" style="vertical-align:top;width:160px;padding:0 8px 8px 0">'
             f"{img}<b>{html.escape(_EXAMPLE_TITLES[ex.state])}</b>: {html.escape(ex.caption)}</td>"
         )
     # a table keeps the examples side by side whatever Label Studio's stylesheet does to figures and lists
