@@ -8,8 +8,17 @@ from labeling.client import (
     SyncState,
     signup_volunteer,
 )
-from labeling.config import STATES, InstructionExample, instructions_html, labeling_config
-from labeling.convert import PulledAnnotation, TaskSpec, chip_url, convert_annotation, volunteer_id
+from labeling.config import CONFIGS, STATES, InstructionExample, instructions_html, labeling_config
+from labeling.convert import (
+    CompactAnswer,
+    PulledAnnotation,
+    TaskSpec,
+    chip_url,
+    compact_answer,
+    compact_result,
+    convert_annotation,
+    volunteer_id,
+)
 from labeling.errors import (
     AuthenticationError,
     ConfigError,
@@ -26,9 +35,11 @@ from labeling.server import LabelStudioServer, ServerConfig, ServerStatus, legac
 from labeling.webhook import SECRET_HEADER, WebhookEvent, parse_webhook, verify_secret
 
 __all__ = [
+    "CONFIGS",
     "SECRET_HEADER",
     "STATES",
     "AuthenticationError",
+    "CompactAnswer",
     "ConfigError",
     "ConversionError",
     "InstructionExample",
@@ -51,6 +62,8 @@ __all__ = [
     "WebhookEvent",
     "WebhookPayloadError",
     "chip_url",
+    "compact_answer",
+    "compact_result",
     "convert_annotation",
     "instructions_html",
     "labeling_config",

@@ -1,8 +1,28 @@
 """Pure conversion between our per-date states and Label Studio task, prediction and annotation JSON.
 
 Outbound: a :class:`TaskSpec` (building id, dates, optional model prediction) becomes one import item with
-the chip URLs and an embedded prediction. Inbound: an annotation's ``result`` list becomes one state string
-per date (:class:`PulledAnnotation`). Raw Label Studio JSON never leaves this package.
+the chip URLs, the compact config's date choices and an embedded prediction. Inbound: an annotation's
+``result`` list becomes one state string per date (:class:`PulledAnnotation`), whichever config produced it.
+Raw Label Studio JSON never leaves this package.
+
+The compact config's answer (:class:`CompactAnswer`: first damaged date, grade, hidden dates) becomes the same
+monotone per-date states a per-date review gives, by these rules:
+
+- a date chosen as first damaged: every date before it is ``intact``, it and every later date carry the chosen
+  grade (``damaged`` or ``destroyed``); the last intact image is left implicit: it is the last date before the
+  first damaged one that is not marked hidden, so hidden dates in between widen the interval;
+- "never damaged": every date ``intact``;
+- dates marked hidden are ``not_visible`` (no evidence) in both cases, except the date chosen as first damaged
+  (the volunteer saw the damage there; a problem line notes the contradiction);
+- "cannot tell": every date ``not_visible``. The review is kept (the volunteer looked) but carries no evidence;
+- a first damaged date without a grade counts as ``damaged`` (the grade does not move the gap), with a problem
+  line.
+
+The other way, :func:`compact_answer` reduces per-date states to what the compact config can express: the
+first damaged date is the one whose monotone path disagrees with the fewest visible dates (ties to the middle
+candidate that is a visible date), the grade is ``destroyed`` if any visible date from there on is destroyed,
+and ``not_visible`` dates are the hidden ones. A damaged-then-destroyed progression therefore comes back
+destroyed from the first damaged date on.
 
 Inbound problems are reported, not fatal, where the rest of the annotation is still evidence: a date without
 a choice, or with a choice we do not know, becomes ``not_visible`` (no evidence) and a problem line names the
@@ -20,17 +40,35 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-from labeling.config import COMMENT_NAME, IMAGE_PREFIX, STATE_PREFIX, STATES, TEXT_NAME
+from labeling.config import (
+    CANNOT_TELL,
+    COMMENT_NAME,
+    CONFIGS,
+    FIRST_DAMAGED_NAME,
+    GRADE_NAME,
+    GRADES,
+    HIDDEN_NAME,
+    IMAGE_PREFIX,
+    NEVER_DAMAGED,
+    STATE_PREFIX,
+    STATES,
+    TEXT_NAME,
+    compact_options,
+)
 from labeling.errors import ConfigError, ConversionError
 
 __all__ = [
+    "CompactAnswer",
     "ConvertedAnnotation",
     "PulledAnnotation",
     "TaskSpec",
     "chip_url",
+    "compact_answer",
+    "compact_result",
     "convert_annotation",
     "external_id",
     "parse_timestamp",
+    "result_to_compact",
     "result_to_states",
     "states_to_result",
     "task_payload",
@@ -90,6 +128,106 @@ class ConvertedAnnotation:
     problems: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True)
+class CompactAnswer:
+    """What the compact config asks about one building (rules in the module docstring).
+
+    Attributes:
+        first_damaged: index of the first date on which the building looks damaged; None when it never does
+            (or when the volunteer cannot tell).
+        grade: ``damaged`` or ``destroyed`` from that date on; empty when never damaged or cannot tell.
+        hidden: indices of the dates marked hidden (cloud, haze, no data).
+        cannot_tell: the volunteer could not judge the building at all.
+    """
+
+    first_damaged: int | None
+    grade: str = ""
+    hidden: frozenset[int] = frozenset()
+    cannot_tell: bool = False
+
+    def states(self, n_dates: int) -> tuple[str, ...]:
+        """The per-date states this answer stands for."""
+        if self.cannot_tell:
+            return (NOT_VISIBLE,) * n_dates
+        first = n_dates if self.first_damaged is None else self.first_damaged
+        grade = self.grade or GRADES[0]
+        return tuple(
+            NOT_VISIBLE
+            if t in self.hidden and t != self.first_damaged
+            else ("intact" if t < first else grade)
+            for t in range(n_dates)
+        )
+
+
+def compact_answer(states: Sequence[str]) -> CompactAnswer:
+    """Reduce per-date states to what the compact config can express (rule in the module docstring).
+
+    Raises:
+        ConfigError: a state that is not one of :data:`labeling.config.STATES`.
+    """
+    for t, state in enumerate(states):
+        if state not in STATES:
+            raise ConfigError(f"date index {t}: state {state!r} is not one of {list(STATES)}")
+    n = len(states)
+    visible = [s != NOT_VISIBLE for s in states]
+    damaged = [s in GRADES for s in states]
+    if not any(visible):
+        return CompactAnswer(None, cannot_tell=True)
+    hidden = frozenset(t for t in range(n) if not visible[t])
+    # disagreements of the path "first damaged at j": damaged before j, intact from j on (visible dates only)
+    cost = [
+        sum(visible[t] and damaged[t] for t in range(j))
+        + sum(visible[t] and not damaged[t] for t in range(j, n))
+        for j in range(n + 1)
+    ]
+    best = min(cost)
+    candidates = [j for j in range(n + 1) if cost[j] == best and (j == n or visible[j])]
+    first = candidates[(len(candidates) - 1) // 2]
+    if first == n:
+        return CompactAnswer(None, hidden=hidden)
+    worst = any(visible[t] and states[t] == "destroyed" for t in range(first, n))
+    return CompactAnswer(first, "destroyed" if worst else "damaged", hidden)
+
+
+def compact_result(
+    answer: CompactAnswer, dates: Sequence[str], *, comment: str = "", score: float | None = None
+) -> list[dict[str, Any]]:
+    """A compact answer as a Label Studio ``result`` list (the shape the compact config submits)."""
+
+    def region(name: str, choices: list[str]) -> dict[str, Any]:
+        item: dict[str, Any] = {
+            "from_name": name,
+            "to_name": TEXT_NAME,
+            "type": "choices",
+            "value": {"choices": choices},
+        }
+        if score is not None:
+            item["score"] = float(score)
+        return item
+
+    if answer.cannot_tell:
+        first = CANNOT_TELL
+    elif answer.first_damaged is None:
+        first = NEVER_DAMAGED
+    else:
+        first = dates[answer.first_damaged]
+    result = [region(FIRST_DAMAGED_NAME, [first])]
+    if answer.first_damaged is not None and not answer.cannot_tell:
+        result.append(region(GRADE_NAME, [answer.grade or GRADES[0]]))
+    if answer.hidden and not answer.cannot_tell:
+        result.append(region(HIDDEN_NAME, [dates[t] for t in sorted(answer.hidden)]))
+    if comment:
+        result.append(
+            {
+                "from_name": COMMENT_NAME,
+                "to_name": TEXT_NAME,
+                "type": "textarea",
+                "value": {"text": [comment]},
+            }
+        )
+    return result
+
+
 def external_id(annotation_id: int) -> str:
     """The idempotency key of a Label Studio annotation."""
     return f"ls:{annotation_id}"
@@ -137,13 +275,35 @@ def states_to_result(
     return result
 
 
-def task_payload(spec: TaskSpec, *, public_base_url: str, model_version: str) -> dict[str, Any]:
-    """One Label Studio import item: task data, plus the model prediction when the spec has one."""
+def task_payload(
+    spec: TaskSpec, *, public_base_url: str, model_version: str, kind: str = "compact"
+) -> dict[str, Any]:
+    """One Label Studio import item: task data, plus the model prediction when the spec has one.
+
+    Args:
+        spec: the building.
+        public_base_url: where Label Studio's browser fetches chips.
+        model_version: the prediction's model version.
+        kind: the project's labeling config (:data:`labeling.config.CONFIGS`): the compact config needs its
+            date choices in the task data and gets its prediction as a compact answer.
+
+    Raises:
+        ConfigError: an empty id, no dates, repeated dates (compact), predicted states or scores that do not
+            match the dates, a score outside 0..1, or an unknown ``kind``.
+    """
+    if kind not in CONFIGS:
+        raise ConfigError(f"labeling config kind {kind!r}; use one of {list(CONFIGS)}")
     if not spec.building_id:
         raise ConfigError("task spec has an empty building_id; every task needs the building's stable id")
     if not spec.dates:
         raise ConfigError(f"building {spec.building_id}: no dates; a task needs at least one chip")
     n = len(spec.dates)
+    if kind == "compact" and len(set(spec.dates)) != n:
+        repeated = sorted({d for d in spec.dates if spec.dates.count(d) > 1})
+        raise ConfigError(
+            f"building {spec.building_id}: dates {repeated} appear more than once; the compact config names a "
+            "date by its day, so give each acquisition its own date (or use the per_date config)"
+        )
     if spec.predicted_states and len(spec.predicted_states) != n:
         raise ConfigError(
             f"building {spec.building_id}: {len(spec.predicted_states)} predicted states for {n} dates; "
@@ -151,24 +311,29 @@ def task_payload(spec: TaskSpec, *, public_base_url: str, model_version: str) ->
         )
     if spec.state_scores and len(spec.state_scores) != n:
         raise ConfigError(f"building {spec.building_id}: {len(spec.state_scores)} state scores for {n} dates")
-    item: dict[str, Any] = {
-        "data": {
-            "building_id": spec.building_id,
-            "n_dates": n,
-            "timeline": [
-                {"date": d, "url": chip_url(public_base_url, spec.building_id, t)}
-                for t, d in enumerate(spec.dates)
-            ],
-        }
+    data: dict[str, Any] = {
+        "building_id": spec.building_id,
+        "n_dates": n,
+        "timeline": [
+            {"date": d, "url": chip_url(public_base_url, spec.building_id, t)}
+            for t, d in enumerate(spec.dates)
+        ],
     }
+    if kind == "compact":
+        data.update(compact_options(spec.dates))
+    item: dict[str, Any] = {"data": data}
     if spec.predicted_states:
         if spec.score is not None and not 0.0 <= spec.score <= 1.0:
             raise ConfigError(f"building {spec.building_id}: score {spec.score} outside 0..1")
+        if kind == "compact":
+            result = compact_result(compact_answer(spec.predicted_states), spec.dates, score=spec.score)
+        else:
+            result = states_to_result(spec.predicted_states, spec.state_scores)
         item["predictions"] = [
             {
                 "model_version": model_version,
                 "score": float(spec.score) if spec.score is not None else 0.0,
-                "result": states_to_result(spec.predicted_states, spec.state_scores),
+                "result": result,
             }
         ]
     return item
@@ -239,6 +404,79 @@ def result_to_states(
     return tuple(s if s is not None else NOT_VISIBLE for s in states), comment, tuple(problems)
 
 
+def _single(region: Mapping[str, Any]) -> list[str] | None:
+    value = region.get("value")
+    choices = value.get("choices") if isinstance(value, Mapping) else None
+    return [str(c) for c in choices] if isinstance(choices, list) else None
+
+
+def result_to_compact(
+    result: Sequence[Mapping[str, Any]], dates: Sequence[str], *, label: str = "annotation"
+) -> tuple[CompactAnswer | None, str, tuple[str, ...]]:
+    """Read a compact config's ``result`` list (rules in the module docstring).
+
+    Args:
+        result: the annotation's result regions.
+        dates: the task's ISO dates, in order.
+        label: how problem lines name the annotation.
+
+    Returns:
+        ``(answer, comment, problems)``; the answer is None when it has no usable first-damaged choice.
+    """
+    index = {d: t for t, d in enumerate(dates)}
+    first: list[str] | None = None
+    grade: list[str] | None = None
+    hidden: list[str] = []
+    comment = ""
+    problems: list[str] = []
+    for region in result:
+        name = str(region.get("from_name", ""))
+        if name == COMMENT_NAME or region.get("type") == "textarea":
+            value = region.get("value") or {}
+            texts = value.get("text") if isinstance(value, Mapping) else None
+            if isinstance(texts, list):
+                comment = " ".join(str(t) for t in texts).strip()
+        elif name == FIRST_DAMAGED_NAME:
+            first = _single(region)
+        elif name == GRADE_NAME:
+            grade = _single(region)
+        elif name == HIDDEN_NAME:
+            hidden = _single(region) or []
+        else:
+            problems.append(f"{label}: region from_name={name!r} is not part of the compact config; ignored")
+    if not first or len(first) != 1:
+        problems.append(f"{label}: first-damaged answer is {first!r}, expected exactly one choice; skipped")
+        return None, comment, tuple(problems)
+    choice = first[0]
+    if choice not in index and choice not in (NEVER_DAMAGED, CANNOT_TELL):
+        problems.append(
+            f"{label}: first-damaged answer {choice!r} is neither one of the task's dates nor "
+            f"{NEVER_DAMAGED!r}/{CANNOT_TELL!r}; skipped"
+        )
+        return None, comment, tuple(problems)
+    if choice == CANNOT_TELL:
+        return CompactAnswer(None, cannot_tell=True), comment, tuple(problems)
+    marked: set[int] = set()
+    for date in hidden:
+        if date in index:
+            marked.add(index[date])
+        else:
+            problems.append(f"{label}: hidden date {date!r} is not one of the task's dates; ignored")
+    if choice == NEVER_DAMAGED:
+        return CompactAnswer(None, hidden=frozenset(marked)), comment, tuple(problems)
+    t = index[choice]
+    if t in marked:
+        problems.append(
+            f"{label}: date {choice} is both the first damaged and marked hidden; counted as first damaged"
+        )
+    if grade is None or len(grade) != 1 or grade[0] not in GRADES:
+        problems.append(f"{label}: grade is {grade!r}, expected one of {list(GRADES)}; counted as damaged")
+        chosen = GRADES[0]
+    else:
+        chosen = grade[0]
+    return CompactAnswer(t, chosen, frozenset(marked)), comment, tuple(problems)
+
+
 def _user_id(completed_by: object) -> int | None:
     if isinstance(completed_by, Mapping):
         completed_by = completed_by.get("id")
@@ -289,11 +527,18 @@ def convert_annotation(
         return ConvertedAnnotation(
             None, (f"{label}: result is {type(result).__name__}, expected a list; skipped",)
         )
-    states, comment, problems = result_to_states(result, len(timeline), label=label)
-    if all(s == NOT_VISIBLE for s in states) and not any(
-        str(r.get("from_name", "")).startswith(STATE_PREFIX) for r in result
-    ):
-        return ConvertedAnnotation(None, (*problems, f"{label}: no date has a state; skipped"))
+    if any(r.get("from_name") in (FIRST_DAMAGED_NAME, GRADE_NAME, HIDDEN_NAME) for r in result):
+        dates = [str(item.get("date", "")) if isinstance(item, Mapping) else "" for item in timeline]
+        answer, comment, problems = result_to_compact(result, dates, label=label)
+        if answer is None:
+            return ConvertedAnnotation(None, problems)
+        states = answer.states(len(timeline))
+    else:
+        states, comment, problems = result_to_states(result, len(timeline), label=label)
+        if all(s == NOT_VISIBLE for s in states) and not any(
+            str(r.get("from_name", "")).startswith(STATE_PREFIX) for r in result
+        ):
+            return ConvertedAnnotation(None, (*problems, f"{label}: no date has a state; skipped"))
     stamp = annotation.get("updated_at") or annotation.get("created_at")
     try:
         submitted = parse_timestamp(stamp)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +21,7 @@ __all__ = ["ANNOTATION_ACTIONS", "SECRET_HEADER", "WebhookEvent", "parse_webhook
 
 SECRET_HEADER = "X-Striketracker-Secret"
 ANNOTATION_ACTIONS = ("ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_DELETED")
+_ACTION_NAME = re.compile(r"[A-Z][A-Z_]{0,63}")
 
 
 @dataclass(frozen=True)
@@ -63,8 +65,8 @@ def parse_webhook(body: bytes, *, secret: bytes) -> WebhookEvent:
         secret: key of the volunteer pseudonyms.
 
     Raises:
-        WebhookPayloadError: not JSON, not an object, no action, or an annotation event without its parts.
-            The message describes the shape, never the content.
+        WebhookPayloadError: not JSON, not an object, no action name, or an annotation event without its
+            parts. The message describes the shape, never the content.
     """
     try:
         payload = json.loads(body)
@@ -73,8 +75,9 @@ def parse_webhook(body: bytes, *, secret: bytes) -> WebhookEvent:
     if not isinstance(payload, dict):
         raise WebhookPayloadError(f"webhook body is a JSON {type(payload).__name__}, expected an object")
     action = payload.get("action")
-    if not isinstance(action, str) or not action:
-        raise WebhookPayloadError("webhook body has no 'action' string")
+    if not isinstance(action, str) or not _ACTION_NAME.fullmatch(action):
+        # only a name shaped like Label Studio's (ANNOTATION_CREATED) is repeated in messages and logs
+        raise WebhookPayloadError("webhook body has no 'action' string naming a Label Studio action")
     project = payload.get("project")
     project_id = (
         int(project.get("id", 0)) if isinstance(project, dict) and isinstance(project.get("id"), int) else 0

@@ -68,6 +68,7 @@ class LiveService:
     building_ids: tuple[str, ...]
     dates: tuple[str, ...]
     events: list[WebhookEvent] = field(default_factory=list)
+    scenario: Path | None = None  # the scenario folder behind the chips (its truth), when there is one
 
 
 @pytest.fixture(scope="session")
@@ -149,6 +150,7 @@ def scenario_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveS
         b"",
         tuple(ids),
         tuple(d.isoformat() for d in stack.dates),
+        scenario=work / "scenario",
     )
     with _serve(settings, live, chip_cache=work / "chips") as running:
         yield running

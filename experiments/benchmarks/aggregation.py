@@ -31,6 +31,10 @@ measured on the other 95%. Arms, all on the same answers (``<arm>_accuracy_<k>``
 - the volunteer report of ``ours`` (active_learning.quality) against the pool's true kinds:
   ``flags_{precision,recall,honest_flagged}_<k>`` scoring each volunteer against posteriors without its own
   reviews (leave-one-out, the report's default), ``flags_in_sample_*`` against posteriors that include them.
+- ``interval_mv``, ``interval_ours``: the same crowd's reviews, each reduced to what Label Studio's compact
+  config can express (first damaged date, grade, hidden dates: :func:`labeling.compact_answer`) and expanded
+  back to per-date states by the labeling package's own rule; ``interval_minus_per_date_<k>`` is
+  ``interval_ours`` minus ``ours``: what asking for an interval instead of a state per date costs (or gains).
 
 ``aggregate_100k_s``: wall time of one GapDawidSkene fit (validation included) on 100,000 annotations, where an
 annotation is one volunteer's review of one building's whole timeline (20,000 buildings x 5 reviews x 15 dates
@@ -43,6 +47,7 @@ import argparse
 import json
 import time
 import warnings
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -84,11 +89,13 @@ from active_learning.volunteers import (
     synthetic_truths,
 )
 from experiments.benchmarks.report import DEFAULT_TRACKING_URI
+from labeling import compact_answer
 from model.changepoint import gap_log_likelihood
 
 __all__ = [
     "baseline_witness",
     "flag_scores",
+    "interval_answers",
     "main",
     "majority_vote",
     "oracle_log_likelihood",
@@ -160,6 +167,16 @@ def reference_dawid_skene(table: pd.DataFrame, ids: list[str], n_dates: int) -> 
     p = np.clip(p.reshape(len(ids), n_dates), 1e-9, 1 - 1e-9)
     score = gap_log_likelihood(torch.from_numpy(np.log1p(-p)), torch.from_numpy(np.log(p))).numpy()
     return _tie_middle(np.round(score, 9))
+
+
+def interval_answers(annotations: list[Annotation]) -> list[Annotation]:
+    """Each review as the compact labeling config would have taken it: first damaged date, grade and hidden
+    dates (the best-fitting interval of its per-date states), expanded back to per-date states."""
+    out = []
+    for a in annotations:
+        answer = compact_answer([s.label for s in a.states])
+        out.append(replace(a, states=tuple(State.parse(s) for s in answer.states(len(a.states)))))
+    return out
 
 
 def simulated_detector(truths: list[BuildingTruth], seed: int) -> ModelEmissions:
@@ -445,8 +462,16 @@ def run(preset: str, seed: int, n_100k: int = 100_000, console: Console | None =
             "ours_simulated_detector": fit(table, emissions=detector),
             "oracle_upper_bound": oracle.argmax(axis=1),
         }
+        interval = validate_table(
+            annotations_to_table(interval_answers(crowd) + gold), n_dates=n_dates, strict=True
+        ).table
+        pred["interval_mv"] = majority_vote(interval, ids, n_dates)
+        pred["interval_ours"] = fit(interval)
         for name, gaps in pred.items():
             figures[f"{prefix}{name}_accuracy_{k}"] = _accuracy(gaps, truth_gap, evaluate)
+        figures[f"{prefix}interval_minus_per_date_{k}"] = (
+            figures[f"{prefix}interval_ours_accuracy_{k}"] - figures[f"{prefix}ours_accuracy_{k}"]
+        )
 
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task("aggregation arms", total=4)
@@ -525,6 +550,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         f"[bold]ours {figures['ours_accuracy_3']:.3f} vs majority vote {figures['mv_accuracy_3']:.3f} "
         f"at 3 reviews ({figures['ours_minus_mv_3'] * 100:+.1f} points over the better MV); "
         f"100k annotations in {figures['aggregate_100k_s']:.1f} s"
+    )
+    console.print(
+        f"[bold]interval answers (compact config) {figures['interval_ours_accuracy_3']:.3f} vs per-date "
+        f"{figures['ours_accuracy_3']:.3f} at 3 reviews ({figures['interval_minus_per_date_3'] * 100:+.1f} "
+        "points)"
     )
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)

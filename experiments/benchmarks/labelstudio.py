@@ -16,7 +16,8 @@ A fresh server (pinned release, the isolated env of ``striketracker labelstudio 
   annotations, the incremental pull (only tasks updated since the cursor are read).
 
 Presets change the timeline length (6 / 15 / 25 dates), so payloads grow; counts stay 2,000 and 6,000 so figures
-compare. Times are wall-clock seconds on this machine. A bar chart PNG is written beside the JSON and logged
+compare. ``--config`` picks the projects' labeling config (``compact``, the default, or ``per_date``): it shapes
+the task data (the compact config carries its date choices) and the embedded predictions. Times are wall-clock seconds on this machine. A bar chart PNG is written beside the JSON and logged
 to MLflow with the figures.
 """
 
@@ -37,6 +38,7 @@ from rich.console import Console
 from active_learning.settings import Settings
 from experiments.benchmarks.report import benchmark_parser, report
 from labeling import (
+    CONFIGS,
     LabelStudioClient,
     LabelStudioServer,
     ProjectSettings,
@@ -86,8 +88,8 @@ def _specs(rng: np.random.Generator, n_dates: int) -> list[TaskSpec]:
     ]
 
 
-def run(preset: str, seed: int, work_dir: Path) -> dict[str, Any]:
-    """Run every arm and return the figures."""
+def run(preset: str, seed: int, work_dir: Path, kind: str = "compact") -> dict[str, Any]:
+    """Run every arm and return the figures (``kind``: the projects' labeling config)."""
     if preset not in DATES:
         raise SystemExit(f"unknown preset {preset!r}; use one of {sorted(DATES)}")
     rng = np.random.default_rng(seed)
@@ -102,7 +104,13 @@ def run(preset: str, seed: int, work_dir: Path) -> dict[str, Any]:
         port=_free_port(),
     )
     server = LabelStudioServer(config)
-    figures: dict[str, Any] = {"preset": preset, "seed": seed, "n_tasks": N_TASKS, "n_dates": n_dates}
+    figures: dict[str, Any] = {
+        "preset": preset,
+        "seed": seed,
+        "config": kind,
+        "n_tasks": N_TASKS,
+        "n_dates": n_dates,
+    }
     with console.status("installing Label Studio (idempotent)"):
         server.install()
     try:
@@ -112,7 +120,7 @@ def run(preset: str, seed: int, work_dir: Path) -> dict[str, Any]:
         with console.status("restart on the same data dir"):
             figures["restart_s"], _ = _timed(lambda: server.start(timeout=300))
         client = LabelStudioClient(config.url, config.api_token, timeout=600)
-        figures.update(_push_and_pull(client, config.url, rng, n_dates, UPDATES[preset]))
+        figures.update(_push_and_pull(client, config.url, rng, n_dates, UPDATES[preset], kind))
         client.close()
     finally:
         server.stop()
@@ -121,14 +129,14 @@ def run(preset: str, seed: int, work_dir: Path) -> dict[str, Any]:
 
 
 def _push_and_pull(
-    client: LabelStudioClient, url: str, rng: np.random.Generator, n_dates: int, n_updates: int
+    client: LabelStudioClient, url: str, rng: np.random.Generator, n_dates: int, n_updates: int, kind: str
 ) -> dict[str, Any]:
     f: dict[str, Any] = {}
     specs = _specs(rng, n_dates)
     base_url = "http://127.0.0.1:8000"
     secret = b"benchmark-pseudonym-key"
-    a = client.create_project(ProjectSettings(title="bench-push-bulk"))
-    b = client.create_project(ProjectSettings(title="bench-push-chunked"))
+    a = client.create_project(ProjectSettings(title="bench-push-bulk", config=kind))
+    b = client.create_project(ProjectSettings(title="bench-push-chunked", config=kind))
     with console.status("push 2,000 tasks + predictions, one call"):
         f["push_2000_s"], bulk = _timed(
             lambda: client.push(
@@ -157,10 +165,10 @@ def _push_and_pull(
         volunteer = LabelStudioClient(url, token)
         users.append(int(volunteer.whoami()["id"]))
         volunteer.close()
-    c = client.create_project(ProjectSettings(title="bench-pull"))
+    c = client.create_project(ProjectSettings(title="bench-pull", config=kind))
     items = []
     for spec in specs:
-        item = task_payload(spec, public_base_url=base_url, model_version="bench-1")
+        item = task_payload(spec, public_base_url=base_url, model_version="bench-1", kind=kind)
         item["annotations"] = [
             {
                 "result": states_to_result([STATES[int(s)] for s in rng.integers(0, 4, n_dates)]),
@@ -173,13 +181,9 @@ def _push_and_pull(
     def import_all() -> int:
         n = 0
         for start in range(0, len(items), 1000):
-            body = client._json(
-                "POST",
-                f"/api/projects/{c}/import",
-                params={"return_task_ids": "true"},
-                json=items[start : start + 1000],
-            )
-            n += int(body.get("annotation_count", 0))
+            chunk = items[start : start + 1000]
+            client.import_tasks(c, chunk)
+            n += sum(len(item["annotations"]) for item in chunk)
         return n
 
     with console.status("create 6,000 annotations (import with annotations embedded)"):
@@ -249,9 +253,10 @@ def _plot(figures: dict[str, Any], path: Path) -> None:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Command-line entry point."""
     parser = benchmark_parser(__doc__.splitlines()[0] if __doc__ else None, presets=sorted(DATES))
+    parser.add_argument("--config", choices=list(CONFIGS), default="compact", help="the labeling config")
     args = parser.parse_args(argv)
     settings = Settings.from_env()
-    figures = run(args.preset, args.seed, settings.work_dir)
+    figures = run(args.preset, args.seed, settings.work_dir, args.config)
     png = (
         args.json or settings.work_dir / "bench" / f"labelstudio-{args.preset}-{args.seed}.json"
     ).with_suffix(".png")

@@ -20,6 +20,7 @@ from active_learning.volunteers import (
 from experiments.benchmarks.aggregation import (
     _tie_middle,
     flag_scores,
+    interval_answers,
     majority_of_gaps,
     majority_vote,
     oracle_log_likelihood,
@@ -84,3 +85,15 @@ def test_flag_scores_count_flags_against_the_true_kinds() -> None:
     scores = flag_scores(report, pool)
     assert scores == {"precision": 2 / 3, "recall": 2 / 3, "honest_flagged": 1 / 2}
     assert flag_scores(report.assign(flag=""), pool)["precision"] == 1.0
+
+
+def test_interval_answers_keep_what_the_compact_config_can_say() -> None:
+    X = State.DESTROYED
+    rows = [
+        Annotation("b", "v1", "simulated", (IN, N, IN, D, X), WHEN, "1"),  # damaged then destroyed
+        Annotation("b", "v2", "simulated", (IN, D, IN, IN, D), WHEN, "2"),  # a slip before the change
+        Annotation("b", "v3", "simulated", (N, N, N, N, N), WHEN, "3"),  # cannot tell
+    ]
+    out = interval_answers(rows)
+    assert [a.states for a in out] == [(IN, N, IN, X, X), (IN, IN, IN, IN, D), (N, N, N, N, N)]
+    assert [(a.external_id, a.volunteer_id) for a in out] == [(a.external_id, a.volunteer_id) for a in rows]

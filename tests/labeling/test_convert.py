@@ -7,13 +7,19 @@ import json
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from labeling.config import STATES
+from labeling.config import GRADES, STATES
 from labeling.convert import (
+    CompactAnswer,
     TaskSpec,
     chip_url,
+    compact_answer,
+    compact_result,
     convert_annotation,
     parse_timestamp,
+    result_to_compact,
     result_to_states,
     states_to_result,
     task_payload,
@@ -90,7 +96,7 @@ def test_task_payload_carries_ids_urls_and_prediction() -> None:
     spec = TaskSpec(
         "B/7", ("2017-02-03", "2017-05-10"), ("intact", "destroyed"), score=0.25, state_scores=(0.9, 0.6)
     )
-    item = task_payload(spec, public_base_url="http://h:1/", model_version="m3")
+    item = task_payload(spec, public_base_url="http://h:1/", model_version="m3", kind="per_date")
     assert item["data"]["building_id"] == "B/7"
     assert item["data"]["timeline"][1] == {"date": "2017-05-10", "url": "http://h:1/chips/B%2F7/1.png"}
     (pred,) = item["predictions"]
@@ -98,8 +104,9 @@ def test_task_payload_carries_ids_urls_and_prediction() -> None:
     assert [r["value"]["choices"][0] for r in pred["result"]] == ["intact", "destroyed"]
     assert pred["result"][1]["score"] == 0.6
     assert "predictions" not in task_payload(
-        TaskSpec("B1", ("2017-02-03",)), public_base_url="", model_version="m"
+        TaskSpec("B1", ("2017-02-03",)), public_base_url="", model_version="m", kind="per_date"
     )
+    assert "first_damaged_options" not in item["data"]
     assert chip_url("http://a/", "B1", 3) == "http://a/chips/B1/3.png"
 
 
@@ -123,3 +130,185 @@ def test_timestamps() -> None:
     with pytest.raises(ConversionError, match="not ISO"):
         parse_timestamp("yesterday")
     assert set(STATES) == {"intact", "damaged", "destroyed", "not_visible"}
+
+
+# ---------------------------------------------------------------------------- the compact config's answers
+DATES = ("2017-02-03", "2017-03-01", "2017-04-01", "2017-05-01", "2017-06-01")
+TASK_DATA = {
+    "building_id": "B7",
+    "timeline": [{"date": d, "url": f"http://h/chips/B7/{t}.png"} for t, d in enumerate(DATES)],
+}
+
+
+def _annotation(result: list[dict]) -> dict:
+    return {"id": 9, "completed_by": 3, "result": result, "updated_at": "2026-11-21T06:42:10Z"}
+
+
+def _region(name: str, choices: list[str]) -> dict:
+    return {"from_name": name, "to_name": "bid", "type": "choices", "value": {"choices": choices}}
+
+
+@pytest.mark.parametrize(
+    ("result", "states"),
+    [
+        # first damaged on the 4th date, destroyed; the 2nd date hidden by cloud
+        (
+            [
+                _region("first_damaged", ["2017-05-01"]),
+                _region("grade", ["destroyed"]),
+                _region("hidden", ["2017-03-01"]),
+            ],
+            ("intact", "not_visible", "intact", "destroyed", "destroyed"),
+        ),
+        # hidden dates right before the first damaged one widen the interval (last intact stays implicit)
+        (
+            [
+                _region("first_damaged", ["2017-05-01"]),
+                _region("grade", ["damaged"]),
+                _region("hidden", ["2017-03-01", "2017-04-01"]),
+            ],
+            ("intact", "not_visible", "not_visible", "damaged", "damaged"),
+        ),
+        (
+            [_region("first_damaged", ["never_damaged"]), _region("hidden", ["2017-06-01"])],
+            ("intact",) * 4 + ("not_visible",),
+        ),
+        # a grade left over from before "never damaged" was chosen is ignored
+        ([_region("first_damaged", ["never_damaged"]), _region("grade", ["destroyed"])], ("intact",) * 5),
+        (
+            [_region("first_damaged", ["cannot_tell"]), _region("hidden", ["2017-03-01"])],
+            ("not_visible",) * 5,
+        ),
+        ([_region("first_damaged", ["2017-02-03"]), _region("grade", ["destroyed"])], ("destroyed",) * 5),
+    ],
+)
+def test_compact_answers_become_monotone_per_date_states(result: list[dict], states: tuple[str, ...]) -> None:
+    out = convert_annotation(_annotation(result), TASK_DATA, secret=SECRET, task_id=4)
+    assert out.problems == ()
+    assert out.annotation is not None and out.annotation.states == states
+
+
+@pytest.mark.parametrize(
+    ("result", "states", "problem"),
+    [
+        (
+            [_region("first_damaged", ["2017-04-01"])],
+            ("intact", "intact", "damaged", "damaged", "damaged"),
+            "grade is None, expected one of ['damaged', 'destroyed']; counted as damaged",
+        ),
+        (
+            [_region("first_damaged", ["2017-04-01"]), _region("grade", ["burnt"])],
+            ("intact", "intact", "damaged", "damaged", "damaged"),
+            "grade is ['burnt']",
+        ),
+        (
+            [
+                _region("first_damaged", ["2017-04-01"]),
+                _region("grade", ["destroyed"]),
+                _region("hidden", ["2017-04-01", "1999-01-01"]),
+            ],
+            ("intact", "intact", "destroyed", "destroyed", "destroyed"),
+            "is both the first damaged and marked hidden",
+        ),
+        (
+            [_region("first_damaged", ["never_damaged"]), _region("hidden", ["1999-01-01"])],
+            ("intact",) * 5,
+            "hidden date '1999-01-01' is not one of the task's dates; ignored",
+        ),
+    ],
+)
+def test_incomplete_compact_answers_are_kept_with_a_problem(
+    result: list[dict], states: tuple[str, ...], problem: str
+) -> None:
+    out = convert_annotation(_annotation(result), TASK_DATA, secret=SECRET, task_id=4)
+    assert out.annotation is not None and out.annotation.states == states
+    assert any(problem in p and "annotation 9 (task 4)" in p for p in out.problems)
+
+
+@pytest.mark.parametrize(
+    ("result", "problem"),
+    [
+        ([_region("grade", ["damaged"])], "first-damaged answer is None"),
+        ([_region("first_damaged", ["2017-04-01", "2017-05-01"])], "expected exactly one choice"),
+        ([_region("first_damaged", ["yesterday"])], "'yesterday' is neither one of the task's dates"),
+    ],
+)
+def test_compact_answer_without_a_usable_first_damaged_choice_is_dropped(
+    result: list[dict], problem: str
+) -> None:
+    out = convert_annotation(_annotation(result), TASK_DATA, secret=SECRET, task_id=4)
+    assert out.annotation is None and any(problem in p for p in out.problems)
+
+
+@st.composite
+def _monotone_reviews(draw: st.DrawFn) -> tuple[str, ...]:
+    n = draw(st.integers(1, 15))
+    first = draw(st.integers(0, n))
+    grade = draw(st.sampled_from(GRADES))
+    hidden = draw(st.sets(st.integers(0, n - 1), max_size=n))
+    return tuple("not_visible" if t in hidden else ("intact" if t < first else grade) for t in range(n))
+
+
+@given(_monotone_reviews())
+def test_a_monotone_review_survives_the_compact_config_unchanged(states: tuple[str, ...]) -> None:
+    answer = compact_answer(states)
+    assert answer.states(len(states)) == states
+    dates = tuple(f"2017-01-{t + 1:02d}" for t in range(len(states)))
+    back, _, problems = result_to_compact(compact_result(answer, dates), dates)
+    assert back is not None and back.states(len(states)) == states and problems == ()
+
+
+@given(st.lists(st.sampled_from(STATES), min_size=1, max_size=15))
+def test_any_review_reduces_to_a_monotone_interval(states: list[str]) -> None:
+    reduced = compact_answer(states).states(len(states))
+    seen = [s for s in reduced if s != "not_visible"]
+    assert seen == sorted(seen, key=lambda s: s != "intact")  # intact first, then one grade
+    assert len(set(seen) - {"intact"}) <= 1
+    assert [t for t, s in enumerate(states) if s == "not_visible"] == [
+        t for t, s in enumerate(reduced) if s == "not_visible"
+    ]
+
+
+def test_reduction_takes_the_best_fitting_first_damaged_date() -> None:
+    # a slip before the change does not move it; the worst grade seen from there on is kept
+    assert compact_answer(["intact", "damaged", "intact", "intact", "damaged", "destroyed"]) == CompactAnswer(
+        4, "destroyed"
+    )
+    # a tie (one disagreement either way) goes to the middle candidate
+    assert compact_answer(["intact", "damaged", "intact", "damaged"]).first_damaged == 1
+    assert compact_answer(["intact", "not_visible", "intact"]) == CompactAnswer(None, hidden=frozenset({1}))
+    assert compact_answer(["not_visible", "not_visible"]) == CompactAnswer(None, cannot_tell=True)
+    with pytest.raises(ConfigError, match="'burnt' is not one of"):
+        compact_answer(["intact", "burnt"])
+
+
+def test_compact_task_payload_carries_date_choices_and_a_compact_prediction() -> None:
+    spec = TaskSpec("B7", DATES, ("intact", "intact", "not_visible", "destroyed", "destroyed"), score=0.3)
+    item = task_payload(spec, public_base_url="http://h", model_version="m")
+    first = item["data"]["first_damaged_options"]
+    assert [o["value"] for o in first] == [*DATES, "never_damaged", "cannot_tell"]
+    assert [o["hotkey"] for o in first] == ["1", "2", "3", "4", "5", "n", "c"]
+    assert [o["hotkey"] for o in item["data"]["hidden_options"]] == [f"shift+{k}" for k in "12345"]
+    (pred,) = item["predictions"]
+    assert {r["from_name"]: r["value"]["choices"] for r in pred["result"]} == {
+        "first_damaged": ["2017-05-01"],
+        "grade": ["destroyed"],
+        "hidden": ["2017-04-01"],
+    }
+    with pytest.raises(ConfigError, match=r"dates \['2017-02-03'\] appear more than once"):
+        task_payload(TaskSpec("B7", ("2017-02-03", "2017-02-03")), public_base_url="", model_version="m")
+    with pytest.raises(ConfigError, match="kind 'grid'"):
+        task_payload(spec, public_base_url="", model_version="m", kind="grid")
+
+
+def test_compact_annotations_as_label_studio_exports_them() -> None:
+    # recorded from Label Studio 1.23.2: a volunteer answering in the browser (mouse, then keyboard)
+    task = json.loads((DATA / "export_task_compact.json").read_text())
+    out = [
+        convert_annotation(a, task["data"], secret=SECRET, task_id=task["id"]) for a in task["annotations"]
+    ]
+    assert all(o.problems == () for o in out)
+    assert [o.annotation.states for o in out if o.annotation is not None] == [
+        ("intact",) * 4 + ("destroyed",) * 2,
+        ("intact", "not_visible", "intact", "intact", "damaged", "damaged"),
+    ]

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import httpx
+import jwt
+import label_studio_sdk.tokens.client_ext
 import numpy as np
 import pytest
+from label_studio_sdk import LabelStudio
 
 from labeling import (
     AuthenticationError,
@@ -64,7 +68,9 @@ def _expected_states(v: int, building_index: int, n_dates: int) -> tuple[str, ..
 @pytest.fixture(scope="module")
 def world(label_studio: LiveLabelStudio, service: LiveService) -> Iterator[World]:
     client = label_studio.client
-    pid = client.create_project(ProjectSettings(title=f"it-{uuid.uuid4().hex[:8]}", overlap=3))
+    pid = client.create_project(
+        ProjectSettings(title=f"it-{uuid.uuid4().hex[:8]}", overlap=3, config="per_date")
+    )
     invite = client.invite_token()
     volunteers = []
     for i in range(3):
@@ -111,7 +117,7 @@ def test_push_200_tasks_with_predictions_and_no_duplicates(world: World) -> None
     inventory = client.task_inventory(world.project_id)
     buildings = [b for b, _ in inventory.values()]
     assert len(buildings) == 220 and len(set(buildings)) == 220
-    task = client._json("GET", f"/api/tasks/{first.created['B000']}")
+    task = client.task(first.created["B000"])
     assert task["data"]["timeline"][2]["url"] == f"{svc.url}/chips/B000/2.png"
     (pred,) = task["predictions"]
     assert pred["model_version"] == MODEL_VERSION and pred["score"] == pytest.approx(world.scores["B000"])
@@ -120,7 +126,7 @@ def test_push_200_tasks_with_predictions_and_no_duplicates(world: World) -> None
 
 def test_volunteer_is_served_the_most_uncertain_building_first(world: World) -> None:
     v = world.volunteers[0]
-    task = v.client._json("GET", f"/api/projects/{world.project_id}/next/")
+    task = v.client.next_task(world.project_id)
     lowest = min(world.scores[b] for b in world.service.building_ids[:220])
     assert world.scores[task["data"]["building_id"]] == pytest.approx(lowest)
     assert not task.get("predictions")  # suggestions hidden from volunteers
@@ -169,7 +175,7 @@ def test_annotations_sync_incrementally_and_reconcile_missed_webhooks(world: Wor
     assert any(e.deleted == (f"ls:{gone}",) for e in svc.events)
 
     # webhooks stop (receiver removed); the pull still sees everything, bad parts reported
-    client._send("DELETE", f"/api/webhooks/{hook}/")
+    client.delete_webhook(hook)
     events_before = len(svc.events)
     bad_result = [
         r for r in states_to_result(("intact",) * n) if r["from_name"] not in ("state_1", f"state_{n - 1}")
@@ -218,3 +224,69 @@ def test_wrong_token_and_server_reuse(label_studio: LiveLabelStudio) -> None:
     pid = label_studio.server.status().pid
     again = label_studio.server.start(timeout=10)
     assert again.pid == pid and again.healthy
+
+
+class _ClockTenMinutesBehind(dt.datetime):
+    """This machine's clock as label-studio-sdk reads it, ten minutes behind the server's."""
+
+    @classmethod
+    def now(cls, tz: dt.tzinfo | None = None) -> _ClockTenMinutesBehind:
+        real = dt.datetime.now(tz)
+        return cls.fromtimestamp(real.timestamp() - 600, tz)
+
+
+def test_personal_access_token_recovers_from_a_stale_access_token(
+    label_studio: LiveLabelStudio, service: LiveService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Label Studio expires an access token after 5 minutes; a long push or pull must not die of it.
+
+    The stale token is the real one this client got, aged by 6 minutes and signed again with the server's own
+    key (what the server sees after a 6-minute campaign); the server rejects it for real.
+    """
+    legacy = signup_volunteer(
+        label_studio.url,
+        label_studio.client.invite_token(),
+        f"pat-user-{uuid.uuid4().hex[:6]}@striketracker.test",  # a new user: no personal access token yet
+        "Pat-user-pass-4e1",
+    )
+    tokens = LabelStudio(base_url=label_studio.url, api_key=legacy).tokens
+    pat = str(tokens.create().token)
+    statuses: list[tuple[str, int]] = []
+    http = httpx.Client(
+        timeout=120,
+        event_hooks={"response": [lambda r: statuses.append((r.request.url.path, r.status_code))]},
+    )
+    client = LabelStudioClient(label_studio.url, pat, client=http)
+    pid = client.create_project(ProjectSettings(title=f"pat-{uuid.uuid4().hex[:8]}", overlap=1))
+    env_file = (label_studio.server.config.data_dir / ".env").read_text().splitlines()
+    signing_key = next(line.split("=", 1)[1] for line in env_file if line.startswith("SECRET_KEY="))
+    cache = client._sdk._client_wrapper._tokens_client  # where label-studio-sdk keeps the access token
+
+    def age_access_token() -> None:
+        claims = jwt.decode(cache._access_token, signing_key, algorithms=["HS256"])  # really the server's
+        aged = {**claims, "iat": claims["iat"] - 360, "exp": claims["iat"] - 60}
+        cache._access_token = jwt.encode(aged, signing_key, algorithm="HS256")
+
+    specs = _specs(service.building_ids[:4], service.dates, {b: 0.5 for b in service.building_ids[:4]})
+    try:
+        # clocks agree: the SDK sees the token is past its exp and exchanges the PAT before sending anything
+        age_access_token()
+        statuses.clear()
+        client.push(pid, specs[:2], public_base_url=service.url, model_version="pat-1")
+        assert ("/api/token/refresh/", 200) in statuses
+        assert all(code != 401 for _, code in statuses)
+
+        # this machine's clock lags: the stale token is sent, the server refuses it, the client refreshes once
+        monkeypatch.setattr(label_studio_sdk.tokens.client_ext, "datetime", _ClockTenMinutesBehind)
+        age_access_token()
+        statuses.clear()
+        pushed = client.push(pid, specs, public_base_url=service.url, model_version="pat-1")
+        assert len(pushed.created) == 2 and len(pushed.existing) == 2
+        assert statuses[0][1] == 401 and statuses[1] == ("/api/token/refresh/", 200)
+        assert [code for _, code in statuses].count(401) == 1
+        pulled = client.pull(pid, secret=service.pseudonym_secret)
+        assert pulled.state.building_tasks().keys() == {s.building_id for s in specs}
+    finally:
+        monkeypatch.undo()
+        client.delete_project(pid)
+        client.close()
