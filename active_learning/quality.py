@@ -1,12 +1,16 @@
 """Volunteer quality report: estimated accuracy with uncertainty, and careless / adversarial flags.
 
 Accuracy is measured against the aggregated posterior, not against any truth: a visible answer at date t is
-right with the posterior probability that the building was in that state (intact vs damaged) at t. The sum of
-these soft agreements over a volunteer's n answers is a Beta(1 + a, 1 + n - a) posterior for its accuracy,
-whose central interval is the uncertainty shown. Each review is also reduced to the gap that fits it best, to
-spot the patterns people fall into: clicking "all intact" on clearly damaged buildings (careless), inverting
-the states or moving the change by two or more images on confident buildings (adversarial). Only the
-pseudonymous volunteer ids appear.
+right with the posterior probability that the building was in that state (intact vs damaged) at t. The
+posterior a volunteer is scored against leaves that volunteer's own reviews out (leave-one-out, with the fitted
+parameters held fixed: the building's log posterior less the volunteer's review terms, renormalised); scored
+against a posterior that includes its own answers, a volunteer who is the only or the majority reviewer of a
+building agrees with itself, which inflates its accuracy and blunts the flags. The sum of these soft agreements
+over a volunteer's n answers is a Beta(1 + a, 1 + n - a) posterior for its accuracy, whose central interval is
+the uncertainty shown. Each review is also reduced to the gap that fits it best, to spot the patterns people
+fall into: clicking "all intact" on clearly damaged buildings (careless), inverting the states or moving the
+change by two or more images on confident buildings (adversarial), confident again without the volunteer. Only
+the pseudonymous volunteer ids appear.
 """
 
 from __future__ import annotations
@@ -18,7 +22,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from active_learning.aggregation import GapDawidSkene
+from active_learning.aggregation import GapAggregator, GapDawidSkene
+from active_learning.errors import AggregationError
 from active_learning.schema import (
     COL_BUILDING,
     COL_DATE_INDEX,
@@ -29,7 +34,15 @@ from active_learning.schema import (
     State,
 )
 
-__all__ = ["FLAG_ADVERSARIAL", "FLAG_CARELESS", "QualityThresholds", "plot_report", "volunteer_report"]
+__all__ = [
+    "FLAG_ADVERSARIAL",
+    "FLAG_CARELESS",
+    "LeaveOneOut",
+    "QualityThresholds",
+    "leave_one_out",
+    "plot_report",
+    "volunteer_report",
+]
 
 FLAG_CARELESS = "careless"
 FLAG_ADVERSARIAL = "adversarial"
@@ -60,8 +73,67 @@ class QualityThresholds:
     saboteur_prob: float = 0.9
 
 
+@dataclass(frozen=True)
+class LeaveOneOut:
+    """Every reviewed building's gap posterior without one of its reviewers, parameters held fixed.
+
+    Attributes:
+        volunteer_ids: ``[P]`` the volunteer left out.
+        building: ``[P]`` the building's row in the fit's arrays.
+        gap_probs: ``[P, T + 1]`` the building's gap posterior without that volunteer's reviews.
+    """
+
+    volunteer_ids: np.ndarray
+    building: np.ndarray
+    gap_probs: np.ndarray
+
+    def index(self, volunteer_ids: np.ndarray, building: np.ndarray) -> np.ndarray:
+        """Positions of (volunteer, building row) pairs; every pair must be one that was reviewed."""
+        pairs = pd.MultiIndex.from_arrays([self.volunteer_ids, self.building])
+        pos = pairs.get_indexer(pd.MultiIndex.from_arrays([volunteer_ids, building]))
+        if (pos < 0).any():
+            unseen = sorted({str(v) for v in np.asarray(volunteer_ids)[pos < 0]})[:5]
+            raise AggregationError(
+                f"volunteer_report: the table holds reviews the fit did not see (volunteers {unseen}); "
+                "pass the table it was fitted on"
+            )
+        return pos
+
+
+def leave_one_out(fit: GapAggregator, table: pd.DataFrame) -> LeaveOneOut:
+    """For each volunteer and building it reviewed, the building's gap posterior without that volunteer.
+
+    With the fitted parameters held fixed the posterior without volunteer v is exact and cheap: the building's
+    log posterior over (level, gap, grade), less the log-likelihood terms of v's reviews of it, renormalised
+    (:meth:`~active_learning.aggregation.GapAggregator.review_log_likelihood`). It equals
+    ``fit.log_joint(table without v's reviews)``.
+
+    Args:
+        fit: the fitted aggregator.
+        table: the table it was fitted on.
+    """
+    terms = fit.review_log_likelihood(table)
+    vol_codes, _ = pd.factorize(terms.volunteer_ids)
+    pair_codes, pair_keys = pd.factorize(terms.building * (int(vol_codes.max(initial=0)) + 1) + vol_codes)
+    n_p = len(pair_keys)
+    first = np.zeros(n_p, dtype=np.int64)
+    first[pair_codes] = np.arange(len(pair_codes))  # a review of each pair (all share building and volunteer)
+    own = np.zeros((n_p, *terms.log_likelihood.shape[1:]))
+    np.add.at(own, pair_codes, terms.log_likelihood)
+    building = terms.building[first]
+    rest = (fit.log_joint_[building] - own).reshape(n_p, -1)
+    rest -= rest.max(axis=1, keepdims=True)
+    joint = np.exp(rest).reshape(own.shape)  # [P, H, G, 2]
+    gap = joint.sum(axis=(1, 3))
+    return LeaveOneOut(terms.volunteer_ids[first], building, gap / gap.sum(axis=1, keepdims=True))
+
+
 def volunteer_report(
-    fit: GapDawidSkene, table: pd.DataFrame, thresholds: QualityThresholds = QualityThresholds()
+    fit: GapAggregator,
+    table: pd.DataFrame,
+    thresholds: QualityThresholds = QualityThresholds(),
+    *,
+    exclude_own: bool = True,
 ) -> pd.DataFrame:
     """One row per human volunteer (pseudonymous id), most answers first.
 
@@ -73,6 +145,8 @@ def volunteer_report(
         fit: the fitted aggregator.
         table: the validated long table it was fitted on.
         thresholds: flag thresholds.
+        exclude_own: score each volunteer against posteriors without its own reviews (:func:`leave_one_out`);
+            False scores against the full posteriors (the old, inflated reading; for comparison only).
     """
     t_count = fit.n_dates_
     human = table[(table[COL_SOURCE] != "expert") & (table[COL_STATE] != int(State.NOT_VISIBLE))]
@@ -81,11 +155,16 @@ def volunteer_report(
     rb = pos.reindex(human[COL_BUILDING]).to_numpy()
     rt = human[COL_DATE_INDEX].to_numpy()
     damaged_answer = (human[COL_STATE] != int(State.INTACT)).to_numpy()
-    probs = fit.gap_probs_
-    p_damaged = np.cumsum(probs, axis=1)[:, :t_count]  # P(g <= t)
-    agree = np.where(damaged_answer, p_damaged[rb, rt], 1.0 - p_damaged[rb, rt])
-
     vol = human[COL_VOLUNTEER].to_numpy()
+    # the posterior each answer is scored against: its building's, without the volunteer when exclude_own
+    if exclude_own:
+        loo = leave_one_out(fit, table)
+        probs, ref = loo.gap_probs, loo.index(vol, rb)
+    else:
+        probs, ref = fit.gap_probs_, rb
+    p_damaged = np.cumsum(probs, axis=1)[:, :t_count]  # P(g <= t)
+    agree = np.where(damaged_answer, p_damaged[ref, rt], 1.0 - p_damaged[ref, rt])
+
     per = (
         pd.DataFrame({COL_VOLUNTEER: vol, "agree": agree})
         .groupby(COL_VOLUNTEER)["agree"]
@@ -107,13 +186,15 @@ def volunteer_report(
 
     conf_acc = _confusion_accuracy(fit)
     report["confusion_accuracy"] = report[COL_VOLUNTEER].map(conf_acc).to_numpy()
-    patterns = _review_patterns(fit, human, rb, damaged_answer, thresholds)
+    patterns = _review_patterns(fit.n_dates_, probs, human, ref, damaged_answer, thresholds)
     report = report.merge(patterns, on=COL_VOLUNTEER, how="left")
     report[["all_intact_share", "large_shift_share"]] = report[
         ["all_intact_share", "large_shift_share"]
     ].fillna(0.0)
     report["n_confident_reviews"] = report["n_confident_reviews"].fillna(0).astype(int)
-    saboteur = dict(zip(fit.volunteer_ids_.tolist(), fit.saboteur_probs_.tolist(), strict=True))
+    saboteur: dict[str, float] = {}
+    if isinstance(fit, GapDawidSkene):  # only the shift model has volunteer types
+        saboteur = dict(zip(fit.volunteer_ids_.tolist(), fit.saboteur_probs_.tolist(), strict=True))
     report["saboteur_prob"] = report[COL_VOLUNTEER].map(saboteur).fillna(0.0).to_numpy()
 
     flags = []
@@ -135,7 +216,7 @@ def volunteer_report(
     return report.sort_values(["n_answers", COL_VOLUNTEER], ascending=[False, True]).reset_index(drop=True)
 
 
-def _confusion_accuracy(fit: GapDawidSkene) -> dict[str, float]:
+def _confusion_accuracy(fit: GapAggregator) -> dict[str, float]:
     """Intact-vs-damaged accuracy implied by each learned confusion, weighted by the pooled class frequency."""
     conf = fit.confusion_
     right = np.stack([conf[:, 0, 0], conf[:, 1, 1:].sum(axis=1), conf[:, 2, 1:].sum(axis=1)], axis=1)
@@ -145,14 +226,18 @@ def _confusion_accuracy(fit: GapDawidSkene) -> dict[str, float]:
 
 
 def _review_patterns(
-    fit: GapDawidSkene,
+    t_count: int,
+    probs: np.ndarray,
     human: pd.DataFrame,
-    rb: np.ndarray,
+    ref: np.ndarray,
     damaged_answer: np.ndarray,
     thresholds: QualityThresholds,
 ) -> pd.DataFrame:
-    """Per volunteer: share of all-intact reviews on confidently damaged buildings, share of reviews >= 2 off."""
-    t_count = fit.n_dates_
+    """Per volunteer: share of all-intact reviews on confidently damaged buildings, share of reviews >= 2 off.
+
+    Args:
+        probs: ``[K, T + 1]`` the gap posteriors answers are compared with; ``ref`` ``[N]`` each answer's row.
+    """
     codes, ext = pd.factorize(human[COL_EXTERNAL_ID])
     n_r = len(ext)
     rt = human[COL_DATE_INDEX].to_numpy()
@@ -171,12 +256,12 @@ def _review_patterns(
     first = np.where(tied, gaps, t_count + 1).min(axis=1)
     last = np.where(tied, gaps, -1).max(axis=1)
 
-    review_building = np.zeros(n_r, dtype=np.int64)
-    review_building[codes] = rb
+    review_ref = np.zeros(n_r, dtype=np.int64)
+    review_ref[codes] = ref
     review_volunteer = np.empty(n_r, dtype=object)
     review_volunteer[codes] = human[COL_VOLUNTEER].to_numpy()
-    map_gap = fit.map_gap_[review_building]
-    confident = fit.confidence_[review_building] >= thresholds.confident_mass
+    map_gap = probs.argmax(axis=1)[review_ref]
+    confident = probs.max(axis=1)[review_ref] >= thresholds.confident_mass
     off = np.minimum(np.abs(first - map_gap), np.abs(last - map_gap))
     off = np.where((first <= map_gap) & (map_gap <= last), 0, off)
     all_intact = (damaged_m.sum(axis=1) == 0) & (intact_m.sum(axis=1) > 0)

@@ -501,7 +501,8 @@ def _engine(url: str) -> Engine:
         return create_engine(url)
     except (ArgumentError, ModuleNotFoundError) as exc:
         raise StoreError(
-            f"bad store URL {url!r} ({exc}); use e.g. sqlite:///path.db or postgresql://..."
+            f"bad store URL {url!r} ({exc}); use e.g. sqlite:///path.db or "
+            "postgresql+psycopg://user:password@host:5432/database"
         ) from None
 
 

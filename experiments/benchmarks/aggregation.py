@@ -14,7 +14,7 @@ measured on the other 95%. Arms, all on the same answers (``<arm>_accuracy_<k>``
   fitted to the best monotone gap (reference only; it cannot use gold or the gap structure).
 - ``ours``: active_learning.aggregation.GapDawidSkene with its defaults (shift-kernel review model, volunteer
   types), crowd only;
-  ``ours_per_date`` the per-date witness model (every answered date an independent draw);
+  ``ours_per_date`` the per-date witness model, PerDateDawidSkene (every answered date an independent draw);
   ``ours_difficulty`` the shift model with two latent difficulty levels per building; ``ours_nogold``
   without the expert clamp; ``ours_date_grade`` with damaged/destroyed mix-ups as independent per-date errors
   instead of one per-review grade swap (the model before the swap); ``ours_inversion`` with an extra
@@ -28,6 +28,9 @@ measured on the other 95%. Arms, all on the same answers (``<arm>_accuracy_<k>``
   profile, every building's difficulty/partial/cloud flags and the true gap frequencies as prior
   (:func:`oracle_log_likelihood`): an estimate of the best exact-gap accuracy any aggregator could reach.
 - the same with 20% careless or adversarial volunteers (``adversarial_*``).
+- the volunteer report of ``ours`` (active_learning.quality) against the pool's true kinds:
+  ``flags_{precision,recall,honest_flagged}_<k>`` scoring each volunteer against posteriors without its own
+  reviews (leave-one-out, the report's default), ``flags_in_sample_*`` against posteriors that include them.
 
 ``aggregate_100k_s``: wall time of one GapDawidSkene fit (validation included) on 100,000 annotations, where an
 annotation is one volunteer's review of one building's whole timeline (20,000 buildings x 5 reviews x 15 dates
@@ -50,7 +53,14 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from active_learning.aggregation import GapDawidSkene, GapWitness, ModelEmissions
+from active_learning.aggregation import (
+    GapAggregator,
+    GapDawidSkene,
+    GapWitness,
+    ModelEmissions,
+    PerDateDawidSkene,
+)
+from active_learning.quality import volunteer_report
 from active_learning.schema import (
     COL_BUILDING,
     COL_DATE_INDEX,
@@ -67,6 +77,7 @@ from active_learning.settings import DEFAULT_WORK_DIR
 from active_learning.truth import BuildingTruth, load_truth
 from active_learning.volunteers import (
     PoolConfig,
+    VolunteerKind,
     VolunteerPool,
     simulate_annotations,
     simulate_expert_annotations,
@@ -77,6 +88,7 @@ from model.changepoint import gap_log_likelihood
 
 __all__ = [
     "baseline_witness",
+    "flag_scores",
     "main",
     "majority_vote",
     "oracle_log_likelihood",
@@ -343,6 +355,22 @@ def _truths(preset: str, seed: int, console: Console) -> tuple[list[BuildingTrut
     return list(load_truth(folder).building_truths()), str(folder)
 
 
+def flag_scores(report: pd.DataFrame, pool: VolunteerPool) -> dict[str, float]:
+    """The volunteer report's flags against the pool's true kinds (careless or adversarial count as bad).
+
+    ``precision``: share of flagged volunteers that are bad (1 when none is flagged); ``recall``: share of bad
+    volunteers with at least one review that are flagged; ``honest_flagged``: share of the others flagged.
+    """
+    kinds = report[COL_VOLUNTEER].map(pool.kinds())
+    bad = kinds.isin([VolunteerKind.CARELESS, VolunteerKind.ADVERSARIAL]).to_numpy()
+    flagged = (report["flag"] != "").to_numpy()
+    return {
+        "precision": float((flagged & bad).sum() / flagged.sum()) if flagged.any() else 1.0,
+        "recall": float((flagged & bad).sum() / max(bad.sum(), 1)),
+        "honest_flagged": float((flagged & ~bad).sum() / max((~bad).sum(), 1)),
+    }
+
+
 def _accuracy(pred: np.ndarray, truth: np.ndarray, mask: np.ndarray) -> float:
     return float((pred[mask] == truth[mask]).mean())
 
@@ -372,24 +400,34 @@ def run(preset: str, seed: int, n_100k: int = 100_000, console: Console | None =
         "witness_weight": witness_weight,
     }  # fmt: skip
 
-    def fit(table: pd.DataFrame, **kwargs: Any) -> np.ndarray:
+    def fit_model(
+        table: pd.DataFrame, aggregator: type[GapAggregator] = GapDawidSkene, **kwargs: Any
+    ) -> GapAggregator:
         witnesses = {k: kwargs.pop(k) for k in ("emissions", "gap_witness") if k in kwargs}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # non-convergence is reported by n_iter_
-            model = GapDawidSkene(**kwargs).fit(table, n_dates, building_ids=ids, **witnesses)
-        return model.predict().reindex(ids).to_numpy()
+            return aggregator(**kwargs).fit(table, n_dates, building_ids=ids, **witnesses)
+
+    def fit(
+        table: pd.DataFrame, aggregator: type[GapAggregator] = GapDawidSkene, **kwargs: Any
+    ) -> np.ndarray:
+        return fit_model(table, aggregator, **kwargs).predict().reindex(ids).to_numpy()
 
     def arms(config: PoolConfig, k: int, prefix: str) -> None:
         pool = VolunteerPool.create(n_volunteers, seed, config)
         crowd = simulate_annotations(truths, pool, k, seed)
         table = validate_table(annotations_to_table(crowd + gold), n_dates=n_dates, strict=True).table
         oracle = oracle_log_likelihood(truths, crowd, pool) + oracle_prior
+        ours = fit_model(table)
+        for exclude_own, arm in ((False, "flags_in_sample"), (True, "flags")):
+            scores = flag_scores(volunteer_report(ours, table, exclude_own=exclude_own), pool)
+            figures.update({f"{prefix}{arm}_{name}_{k}": value for name, value in scores.items()})
         pred = {
             "mv": majority_vote(table, ids, n_dates),
             "mv_gap": majority_of_gaps(table, ids, n_dates),
             "ds_reference": reference_dawid_skene(table, ids, n_dates),
-            "ours": fit(table),
-            "ours_per_date": fit(table, review_model="per_date"),
+            "ours": ours.predict().reindex(ids).to_numpy(),
+            "ours_per_date": fit(table, PerDateDawidSkene),
             "ours_difficulty": fit(table, difficulty_levels=2),
             "ours_nogold": fit(table, use_gold=False),
             "ours_date_grade": fit(table, review_grade_swap=False),

@@ -37,8 +37,9 @@ def pool_labeler(
     )
 
 
-def open_store(path: Path, ts: Sequence[BuildingTruth]) -> Store:
-    store = Store.open(f"sqlite:///{path}")
+def open_store(path: Path | str, ts: Sequence[BuildingTruth]) -> Store:
+    """A store with the buildings registered: a SQLite file at ``path``, or any store URL."""
+    store = Store.open(path if isinstance(path, str) else f"sqlite:///{path}")
     Campaign.register_buildings(
         store, [t.building_id for t in ts], DATES, {t.building_id: str(i % 4) for i, t in enumerate(ts)}
     )

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
-from typing import Literal
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from active_learning.aggregation import GapDawidSkene, GapWitness, ModelEmissions
+from active_learning.aggregation import GapDawidSkene, GapWitness, ModelEmissions, PerDateDawidSkene
 from active_learning.errors import AggregationError, AnnotationTableError
 from active_learning.schema import Annotation, State, annotations_to_table
 from active_learning.truth import BuildingTruth
@@ -87,9 +87,10 @@ def test_one_answer_volunteer_is_shrunk_to_the_pool(crowd_table) -> None:
 
 def test_an_inverting_volunteer_is_learned_as_such() -> None:
     rng = np.random.default_rng(3)
-    rows = []
+    rows, truth = [], []
     for b in range(60):
         gap = int(rng.integers(0, N_DATES + 1))
+        truth.append(gap)
         for v in range(4):
             rows.append(Annotation(f"b{b}", f"honest{v}", "simulated", path(gap), WHEN, f"h{b}-{v}"))
         flipped = tuple(D if s == IN else IN for s in path(gap))
@@ -98,6 +99,8 @@ def test_an_inverting_volunteer_is_learned_as_such() -> None:
     v = list(fit.volunteer_ids_).index("inverter")
     assert fit.confusion_[v, 0, 1] > 0.8  # says damaged when intact
     assert fit.confusion_[v, 1, 0] > 0.8  # says intact when damaged
+    assert fit.saboteur_probs_[v] > 0.99 and np.delete(fit.saboteur_probs_, v).max() < 0.01
+    assert fit.predict().reindex([f"b{b}" for b in range(60)]).tolist() == truth
 
 
 def test_non_monotone_and_not_visible_answers_are_evidence_not_errors() -> None:
@@ -142,28 +145,48 @@ def test_warns_when_not_converged(crowd_table) -> None:
     assert not fit.converged_
 
 
-@pytest.mark.parametrize("review_model", ["shift", "per_date"])
+@pytest.mark.parametrize("aggregator", [GapDawidSkene, PerDateDawidSkene])
 def test_both_review_models_learn_an_inverter_and_clamp_gold(
-    review_model: Literal["shift", "per_date"], crowd_table, truths
+    aggregator: type[GapDawidSkene | PerDateDawidSkene], crowd_table, truths
 ) -> None:
-    fit = GapDawidSkene(review_model=review_model).fit(crowd_table, N_DATES)
+    # one more volunteer answers 100 of the simulated crowd's buildings inverted: damaged where it was intact
+    # and intact where it was damaged
+    inverted = {IN: D, D: IN, X: IN, N: N}
+    reviewed = truths[20:120]
+    rows = [
+        Annotation(
+            t.building_id, "inverter", "simulated", tuple(inverted[s] for s in t.states), WHEN, f"i{i}"
+        )
+        for i, t in enumerate(reviewed)
+    ]
+    table = pd.concat([crowd_table, annotations_to_table(rows)], ignore_index=True)
+    fit = aggregator().fit(table, N_DATES)
     assert fit.converged_
-    np.testing.assert_allclose(fit.gap_probs_.sum(axis=1), 1.0, atol=1e-9)
-    for t in truths[:20]:
+    v = list(fit.volunteer_ids_).index("inverter")
+    # learned as an inverter: says damaged where intact, intact where destroyed
+    assert fit.confusion_[v, 0, 1:].sum() > 0.9 and fit.confusion_[v, 2, 0] > 0.9
+    if isinstance(fit, GapDawidSkene):  # the shift model takes it for a saboteur who inverts
+        assert fit.saboteur_probs_[v] > 0.99
+        assert fit.saboteur_kernel_names_[-1] == "inverted" and fit.saboteur_kernel_weights_[0, -1] > 0.5
+    # and the buildings it reviewed are dated at least as well as without it (its answers, read back, help)
+    ids = [t.building_id for t in reviewed]
+    truth = np.array([t.true_gap for t in reviewed])
+    without = aggregator().fit(crowd_table, N_DATES).predict().reindex(ids).to_numpy()
+    with_it = fit.predict().reindex(ids).to_numpy()
+    assert (with_it == truth).mean() >= (without == truth).mean() > 0.7
+    for t in truths[:20]:  # gold still clamps its buildings
+        assert fit.gold_[fit.index_of([t.building_id])[0]]
         assert fit.gap_probs_[fit.index_of([t.building_id])[0], t.true_gap] > 0
 
 
 def test_shift_model_beats_the_per_date_model_when_people_misplace_the_change(crowd_table, truths) -> None:
     truth = np.array([t.true_gap for t in truths[20:]])
     ids = [t.building_id for t in truths[20:]]
-    models: tuple[Literal["shift", "per_date"], ...] = ("shift", "per_date")
     acc = {
-        m: float(
-            (GapDawidSkene(review_model=m).fit(crowd_table, N_DATES).predict().reindex(ids) == truth).mean()
-        )
-        for m in models
+        m.__name__: float((m().fit(crowd_table, N_DATES).predict().reindex(ids) == truth).mean())
+        for m in (GapDawidSkene, PerDateDawidSkene)
     }
-    assert acc["shift"] > acc["per_date"]
+    assert acc["GapDawidSkene"] > acc["PerDateDawidSkene"]
 
 
 def test_a_volunteer_who_is_always_two_images_late_is_learned_as_such() -> None:
@@ -288,3 +311,23 @@ def test_volunteer_types_find_the_saboteurs_and_date_the_buildings_they_outvote(
 def test_a_bad_saboteur_prior_is_refused(crowd_table) -> None:
     with pytest.raises(AggregationError, match="saboteur_prior"):
         GapDawidSkene(volunteer_types=True, saboteur_prior=1.0).fit(crowd_table, N_DATES)
+
+
+def test_the_per_date_model_has_no_shift_options_and_the_front_door_names_it(crowd_table) -> None:
+    names = {f.name for f in dataclasses.fields(PerDateDawidSkene) if f.init}
+    assert not names & {"volunteer_types", "inversion", "difficulty_levels", "review_model"}
+    with pytest.raises(TypeError, match="inversion"):
+        PerDateDawidSkene(inversion=True)  # type: ignore[call-arg]
+    with pytest.raises(AggregationError, match="PerDateDawidSkene"):
+        GapDawidSkene(review_model="per_date").fit(crowd_table, N_DATES)  # type: ignore[arg-type]
+
+
+@pytest.mark.filterwarnings("ignore:.*did not converge:RuntimeWarning")  # any parameters will do
+@pytest.mark.parametrize("aggregator", [GapDawidSkene, PerDateDawidSkene])
+def test_an_e_step_under_the_fitted_parameters_gives_back_the_fitted_posterior(
+    aggregator: type[GapDawidSkene | PerDateDawidSkene], crowd_table
+) -> None:
+    fit = aggregator(n_iter=5).fit(crowd_table, N_DATES)
+    again = fit.log_joint(crowd_table)
+    np.testing.assert_allclose(np.exp(again), np.exp(fit.log_joint_), atol=1e-12)
+    np.testing.assert_allclose(np.exp(again).sum(axis=(1, 3)), fit.gap_probs_, atol=1e-12)

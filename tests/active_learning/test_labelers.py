@@ -38,7 +38,10 @@ def test_labelers_are_named_by_import_path() -> None:
         ("tests.nowhere:factory", "cannot import"),
         ("tests.active_learning.test_labelers:missing", "no callable 'missing'"),
         ("tests.active_learning.test_labelers:not_a_labeler", "without"),
-        ("tests.active_learning.test_labelers:takes_nothing", "must take \\(scenario_dir: Path, seed: int\\)"),
+        (
+            "tests.active_learning.test_labelers:takes_nothing",
+            "must take \\(scenario_dir: Path, seed: int\\)",
+        ),
     ]:
         with pytest.raises(LabelerError, match=message):
             load_labeler(spec, None, 3)
@@ -140,5 +143,5 @@ def test_the_queue_adapter_reads_platform_records_by_their_attributes() -> None:
     assert review.annotation.comment == "roof gone" and review.annotation.submitted_at.tzinfo is not None
     assert [f.external_id for f in batch.failed] == ["ls:3", "ls:2"]  # an unknown state is a failure, kept
     assert batch.retracted == ("ls:0",) and batch.gone == {"41": "B"} and batch.cursor == '{"c": 1}'
-    with pytest.raises(LabelerError, match="no push\(\) method"):
+    with pytest.raises(LabelerError, match=r"no push\(\) method"):
         QueueLabeler(object())

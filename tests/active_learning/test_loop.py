@@ -79,9 +79,9 @@ def test_an_estimate_campaign_lets_the_model_settle_and_audits_a_random_share(tm
     assert store.annotation_count() < verify_store.annotation_count()  # the model saved human effort
 
 
-def test_answers_for_buildings_never_sent_are_quarantined_not_counted(tmp_path: Path) -> None:
+def test_answers_for_buildings_never_sent_are_quarantined_not_counted(store_url: str) -> None:
     ts = truths(30)
-    store = open_store(tmp_path / "s.db", ts)
+    store = open_store(store_url, ts)  # a whole campaign round on SQLite and on PostgreSQL
     never_sent = next(t.building_id for t in ts[::-1])
     faults = Faults(
         unsolicited={1: stray(never_sent, "v-stranger", "x:1"), 2: stray("b-unknown", "v-x", "x:2")}

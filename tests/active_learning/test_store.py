@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
+import socket
+import subprocess
+import sys
 import threading
 
 import pytest
@@ -10,25 +14,28 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import create_engine
 
-from active_learning.errors import StoreError
+from active_learning.errors import MigrationError, StoreError
+from active_learning.lock import CampaignLock, CampaignLockedError, LockLostError
 from active_learning.posterior import Posterior, Status
 from active_learning.retirement import BuildingEvidence, decide
 from active_learning.schema import Annotation, State
 from active_learning.store import Base, QuarantineItem, Store, upgrade_to_head
+from tests.postgres import LivePostgres
 
 IN, D, N = State.INTACT, State.DAMAGED, State.NOT_VISIBLE
 WHEN = dt.datetime(2024, 5, 1, tzinfo=dt.UTC)
 
 
 @pytest.fixture
-def store(tmp_path) -> Store:
-    s = Store.open(f"sqlite:///{tmp_path / 'store.db'}")
+def store(store_url: str) -> Store:
+    """A store on each backend (tests.postgres.store_url: a SQLite file, a fresh PostgreSQL database)."""
+    s = Store.open(store_url)
     s.add_buildings(["b1", "b2"], n_dates=4)
     return s
 
 
-def test_migrations_build_exactly_the_models(tmp_path) -> None:
-    url = f"sqlite:///{tmp_path / 'fresh.db'}"
+def test_migrations_build_exactly_the_models(store_url: str) -> None:
+    url = store_url
     upgrade_to_head(url)
     upgrade_to_head(url)  # idempotent
     engine = create_engine(url)
@@ -92,6 +99,18 @@ def test_posteriors_are_versioned_and_decisions_kept(store: Store) -> None:
 def test_bad_url_is_a_clear_error() -> None:
     with pytest.raises(StoreError, match="bad store URL"):
         Store.open("nonsense://")
+
+
+@pytest.mark.integration
+def test_both_postgresql_url_forms_open_the_store(postgres: LivePostgres) -> None:
+    # the locked driver is psycopg (3); SQLAlchemy 2.1 also picks it for a plain postgresql:// URL
+    url = postgres.create_database()
+    assert url.startswith("postgresql+psycopg://")
+    Store.open(url).add_buildings(["b1"], n_dates=2)
+    plain = Store.open(url.replace("postgresql+psycopg://", "postgresql://", 1))
+    assert plain.building_dates() == {"b1": 2}
+    with pytest.raises(MigrationError, match="cannot migrate the store at postgresql"):
+        Store.open(postgres.url("no_such_database"))
 
 
 def test_updates_supersede_and_retractions_keep_history(store: Store) -> None:
@@ -185,8 +204,8 @@ def test_quarantined_items_keep_their_payload_once(store: Store) -> None:
     assert kept.payload == {"annotation": {"id": 30, "result": []}} and "no date" in kept.reason
 
 
-def test_concurrent_inserts_of_the_same_annotation_do_not_raise(tmp_path) -> None:
-    url = f"sqlite:///{tmp_path / 'race.db'}"
+def test_concurrent_inserts_of_the_same_annotation_do_not_raise(store_url: str) -> None:
+    url = store_url
     Store.open(url).add_buildings([f"b{i}" for i in range(40)], n_dates=4)
     batch = [Annotation(f"b{i}", "v1", "labelstudio", (IN, IN, D, D), WHEN, f"ls:{i}") for i in range(40)]
     reports: list[object] = []
@@ -232,3 +251,21 @@ def test_campaign_tables_round_trip(store: Store) -> None:
     assert store.try_lock("c", "h1", 1, "host") and not store.try_lock("c", "h2", 2, "host")
     assert store.lock("c").holder == "h1"  # type: ignore[union-attr]
     assert store.release_lock("c", "h2") is False and store.release_lock("c", "h1") is True
+
+
+def test_the_campaign_lock_refuses_a_live_holder_and_takes_over_a_dead_one(store: Store) -> None:
+    with CampaignLock(store, "c", heartbeat_s=0.5, stale_after_s=30) as held:
+        with pytest.raises(CampaignLockedError, match=f"pid {os.getpid()} on host"):
+            CampaignLock(store, "c").acquire()
+        held.check()
+    assert store.lock("c") is None
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    assert store.try_lock("c", "killed-loop", int(gone.stdout), socket.gethostname())
+    lock = CampaignLock(store, "c", heartbeat_s=0.5, stale_after_s=30).acquire()
+    assert lock.took_over is not None and lock.took_over.holder == "killed-loop"
+    store.release_lock("c")  # `campaign unlock` while it runs: the holder notices and stops
+    with pytest.raises(LockLostError, match="lost its lock"):
+        lock.check()
+    lock.release()

@@ -5,10 +5,13 @@ from __future__ import annotations
 import datetime as dt
 
 import numpy as np
+import pandas as pd
 
 from active_learning.aggregation import GapDawidSkene, GapWitness
 from active_learning.schema import Annotation, State, annotations_to_table
 from active_learning.volunteers import (
+    PoolConfig,
+    VolunteerKind,
     VolunteerPool,
     simulate_annotations,
     simulate_expert_annotations,
@@ -16,6 +19,7 @@ from active_learning.volunteers import (
 )
 from experiments.benchmarks.aggregation import (
     _tie_middle,
+    flag_scores,
     majority_of_gaps,
     majority_vote,
     oracle_log_likelihood,
@@ -66,3 +70,17 @@ def test_witness_weight_is_tempered_on_gold_only() -> None:
     wrong = np.roll(sharp_right, 1, axis=0)  # confidently wrong on most buildings
     mixed = np.where(np.arange(60)[:, None] % 3 == 0, wrong, sharp_right)
     assert witness_weight_from_gold(GapWitness(ids, mixed), gold) < 0.5
+
+
+def test_flag_scores_count_flags_against_the_true_kinds() -> None:
+    pool = VolunteerPool.create(40, seed=5, config=PoolConfig().with_bad_share(0.3))
+    kinds = pool.kinds()
+    bad = [v for v, k in kinds.items() if k in (VolunteerKind.CARELESS, VolunteerKind.ADVERSARIAL)]
+    good = [v for v in kinds if v not in bad]
+    # two bad volunteers flagged, one missed, one honest flagged, one honest not
+    report = pd.DataFrame(
+        {"volunteer_id": [*bad[:3], *good[:2]], "flag": ["careless", "adversarial", "", "careless", ""]}
+    )
+    scores = flag_scores(report, pool)
+    assert scores == {"precision": 2 / 3, "recall": 2 / 3, "honest_flagged": 1 / 2}
+    assert flag_scores(report.assign(flag=""), pool)["precision"] == 1.0

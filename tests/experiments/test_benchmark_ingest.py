@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
+from collections.abc import Callable
+from multiprocessing.connection import Connection
 from pathlib import Path
-
-from experiments.benchmarks import ingest
+from typing import Any
 
 
 def test_tiny_ingest_benchmark_reports_its_figures(tmp_path: Path) -> None:
+    from experiments.benchmarks import ingest
+
     out = tmp_path / "ingest.json"
     figures = ingest.main(
         ["--preset", "tiny", "--seed", "0", "--json", str(out), "--no-mlflow", "--subset", "20"]
@@ -23,6 +27,9 @@ def test_tiny_ingest_benchmark_reports_its_figures(tmp_path: Path) -> None:
 
 
 def test_folder_lock_serialises_processes_on_the_same_folder(tmp_path: Path) -> None:
+    """Another process cannot take the lock while one holds it, and a process waiting in folder_lock goes on as
+    soon as it is released. Answers come back through pipes: nothing waits on a clock. (The heavy benchmark
+    module is imported inside functions so that the spawned probes start fast.)"""
     import multiprocessing
 
     from experiments.benchmarks.ingest import folder_lock
@@ -31,18 +38,49 @@ def test_folder_lock_serialises_processes_on_the_same_folder(tmp_path: Path) -> 
     log = tmp_path / "log.txt"
     ctx = multiprocessing.get_context("spawn")
     with folder_lock(folder):
-        other = ctx.Process(target=_append_under_lock, args=(folder, log))
-        other.start()
-        other.join(timeout=2.0)
-        assert other.is_alive()  # it waits for the lock
+        assert _ask(ctx, _try_lock, folder) == "busy"  # fails fast: a non-blocking attempt while held
+        waiting, waiter = _start(ctx, _append_under_lock, folder, log)
         log.write_text("first\n")
-    other.join(timeout=30)
-    assert other.exitcode == 0
+    assert _ask(ctx, _try_lock, folder) == "free"
+    assert waiting.recv() == "first\n"  # what the waiter read once it had the lock
+    waiter.join()
+    assert waiter.exitcode == 0
     assert log.read_text() == "first\nsecond\n"
 
 
-def _append_under_lock(folder: Path, log: Path) -> None:
+def _start(ctx: Any, target: Callable[..., None], *args: Any) -> tuple[Connection, Any]:
+    """Start ``target(*args, conn)`` in a process; return the read end of its pipe and the process."""
+    receive, send = ctx.Pipe(duplex=False)
+    process = ctx.Process(target=target, args=(*args, send))
+    process.start()
+    send.close()
+    return receive, process
+
+
+def _ask(ctx: Any, target: Callable[..., None], *args: Any) -> str:
+    """Run ``target(*args, conn)`` in another process and return what it sends back."""
+    receive, process = _start(ctx, target, *args)
+    answer = receive.recv()
+    process.join()
+    return answer
+
+
+def _try_lock(folder: Path, conn: Connection) -> None:
+    """Try folder_lock's lock file without waiting and report ``busy`` or ``free``."""
+    with open(folder.parent / f"{folder.name}.lock", "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            conn.send("busy")
+        else:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+            conn.send("free")
+
+
+def _append_under_lock(folder: Path, log: Path, conn: Connection) -> None:
     from experiments.benchmarks.ingest import folder_lock
 
-    with folder_lock(folder), log.open("a") as handle:
-        handle.write("second\n")
+    with folder_lock(folder):
+        conn.send(log.read_text() if log.exists() else "")
+        with log.open("a") as handle:
+            handle.write("second\n")

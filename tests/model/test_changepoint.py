@@ -58,6 +58,14 @@ def test_zero_weight_handles_impossible_states() -> None:
     assert not torch.isnan(ll).any()
 
 
+def _review_log_likelihood(gap: int, n: int) -> torch.Tensor:
+    """A reviewer with 90% per-date accuracy reporting exactly the path of ``gap``."""
+    states = gap_to_states(torch.tensor(gap), n)
+    log_i = torch.where(states, torch.log(torch.tensor(0.1)), torch.log(torch.tensor(0.9))).double()
+    log_d = torch.where(states, torch.log(torch.tensor(0.9)), torch.log(torch.tensor(0.1))).double()
+    return gap_log_likelihood(log_i, log_d)
+
+
 @settings(max_examples=50)
 @given(probs_strategy, st.integers(0, 12))
 def test_extra_consistent_review_never_lowers_map_mass(p_damaged: list[float], gap: int) -> None:
@@ -66,13 +74,13 @@ def test_extra_consistent_review_never_lowers_map_mass(p_damaged: list[float], g
     base = gap_log_likelihood(torch.log1p(-p), torch.log(p))
     post = gap_posterior(base)
     g_star = int(map_gap(post))
-    # A reviewer with 90% per-date accuracy reporting exactly the MAP path.
-    states = gap_to_states(torch.tensor(g_star), n)
-    log_i = torch.where(states, torch.log(torch.tensor(0.1)), torch.log(torch.tensor(0.9))).double()
-    log_d = torch.where(states, torch.log(torch.tensor(0.9)), torch.log(torch.tensor(0.1))).double()
-    post2 = gap_posterior(base + gap_log_likelihood(log_i, log_d))
+    post2 = gap_posterior(base + _review_log_likelihood(g_star, n))
     assert int(map_gap(post2)) == g_star
     assert post2.exp()[g_star] >= post.exp()[g_star] - 1e-12
+    # whatever gap such a review reports, the mass there never falls (the review's likelihood peaks there)
+    reported = min(gap, n)
+    post3 = gap_posterior(base + _review_log_likelihood(reported, n))
+    assert post3.exp()[reported] >= post.exp()[reported] - 1e-12
 
 
 def test_states_gap_mask_only_monotone_paths() -> None:
