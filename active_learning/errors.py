@@ -8,8 +8,12 @@ Every message says what was wrong, the value seen and the fix. The hierarchy::
     ├── TruthFileError            a scenario truth.csv / truth_dates.csv cannot be read as volunteer truth
     ├── AggregationError          the aggregator was misused (not fitted, inputs of the wrong shape)
     ├── RetirementError           a retirement policy or its evidence is inconsistent
-    └── StoreError                the store of record refused an operation
-        └── MigrationError        the database schema cannot be brought to the current revision
+    ├── StoreError                the store of record refused an operation
+    │   └── MigrationError        the database schema cannot be brought to the current revision
+    ├── AcquisitionError          an unknown acquisition function or impossible batch parameters
+    ├── LabelerError              a labeler could not be loaded or broke its protocol
+    │   └── LabelerUnavailableError   the labeling platform is down or unreachable (retried with backoff)
+    └── CampaignError             a campaign cannot run as asked (bad configuration, locked, lost lock, ...)
 """
 
 from __future__ import annotations
@@ -21,9 +25,13 @@ if TYPE_CHECKING:
     from active_learning.schema import Reject
 
 __all__ = [
+    "AcquisitionError",
     "ActiveLearningError",
     "AggregationError",
     "AnnotationTableError",
+    "CampaignError",
+    "LabelerError",
+    "LabelerUnavailableError",
     "MigrationError",
     "RetirementError",
     "StoreError",
@@ -61,3 +69,19 @@ class StoreError(ActiveLearningError):
 
 class MigrationError(StoreError):
     """The database cannot be migrated to the head revision."""
+
+
+class AcquisitionError(ActiveLearningError, ValueError):
+    """An unknown acquisition function, inputs that do not fit together, or impossible batch parameters."""
+
+
+class LabelerError(ActiveLearningError):
+    """A labeler could not be loaded, or answered outside its protocol."""
+
+
+class LabelerUnavailableError(LabelerError):
+    """The labeling platform is down or unreachable; the loop waits and retries with backoff."""
+
+
+class CampaignError(ActiveLearningError):
+    """A campaign cannot run as asked: bad configuration, another process holds it, its lock was lost, ..."""

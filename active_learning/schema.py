@@ -87,6 +87,8 @@ class Annotation:
         states: one State per timeline date, in date order.
         submitted_at: when the review was submitted (UTC).
         external_id: idempotency key, e.g. ``"ls:1234"`` for Label Studio annotation 1234.
+        comment: the volunteer's free-text comment (kept as evidence; empty when none). It is not part of the
+            long table: aggregation reads states only.
     """
 
     building_id: str
@@ -95,6 +97,7 @@ class Annotation:
     states: tuple[State, ...]
     submitted_at: dt.datetime
     external_id: str
+    comment: str = ""
 
 
 @dataclass(frozen=True)

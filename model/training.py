@@ -30,6 +30,7 @@ from model.calibration import (
     shrink_temperature,
 )
 from model.datamodule import ChipDataModule, GapLabels
+from model.errors import ModelConfigError
 from model.predict import predict, pseudo_labels
 from model.registry import TRAINING_EXPERIMENT, ModelRef, Tracking, log_training_run
 from model.task import DatingTask
@@ -97,6 +98,7 @@ def run_cli(
     run_name: str | None = None,
     callbacks: Sequence[L.Callback] = (),
     artifacts: Sequence[tuple[str, Path]] = (),
+    init_from: DatingTask | None = None,
 ) -> TrainResult:
     """Parse LightningCLI ``args``, train, calibrate and (with ``tracking``) log and register the model.
 
@@ -106,6 +108,8 @@ def run_cli(
         run_name: MLflow run name.
         callbacks: extra Lightning callbacks (e.g. timers) added to the configured trainer.
         artifacts: extra ``(folder, file)`` artifacts for the MLflow run (e.g. the pseudo-labels used).
+        init_from: warm start: training starts from this model's weights (e.g. the champion's, same
+            architecture) instead of a random initialisation.
     """
     defaults: dict[str, Any] = {"logger": False}
     if tracking is not None:
@@ -121,6 +125,14 @@ def run_cli(
     task, data, trainer = cli.model, cli.datamodule, cli.trainer
     trainer.callbacks.extend(callbacks)  # type: ignore[attr-defined]
     assert isinstance(task, DatingTask) and isinstance(data, ChipDataModule)
+    if init_from is not None:
+        try:
+            task.load_state_dict(init_from.state_dict())
+        except RuntimeError as exc:
+            raise ModelConfigError(
+                f"cannot warm-start from a model of another architecture ({str(exc).splitlines()[0]}); "
+                "train from scratch or use the config it was trained with"
+            ) from None
     trainer.fit(task, datamodule=data)
     run_id = trainer.logger.run_id if isinstance(trainer.logger, MLFlowLogger) else None
     config = {k: v for k, v in cli.config.as_dict().items() if k in ("model", "data", "trainer")}

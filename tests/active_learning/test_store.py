@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
+import socket
+import subprocess
+import sys
+import threading
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -10,10 +15,11 @@ from alembic.migration import MigrationContext
 from sqlalchemy import create_engine
 
 from active_learning.errors import MigrationError, StoreError
+from active_learning.lock import CampaignLock, CampaignLockedError, LockLostError
 from active_learning.posterior import Posterior, Status
 from active_learning.retirement import BuildingEvidence, decide
 from active_learning.schema import Annotation, State
-from active_learning.store import Base, Store, upgrade_to_head
+from active_learning.store import Base, QuarantineItem, Store, upgrade_to_head
 from tests.postgres import LivePostgres
 
 IN, D, N = State.INTACT, State.DAMAGED, State.NOT_VISIBLE
@@ -35,7 +41,7 @@ def test_migrations_build_exactly_the_models(store_url: str) -> None:
     engine = create_engine(url)
     with engine.connect() as conn:
         assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
-        assert MigrationContext.configure(conn).get_current_revision() == "0002"
+        assert MigrationContext.configure(conn).get_current_revision() == "0003"
 
 
 def test_annotations_are_idempotent_and_bad_ones_quarantined(store: Store) -> None:
@@ -123,10 +129,17 @@ def test_updates_supersede_and_retractions_keep_history(store: Store) -> None:
     (revision, states, _, reason) = store.revisions("ls:7")[0]
     assert (revision, states) == (1, first.states) and "superseded" in reason
 
-    # An older edit, or one claimed by another volunteer, never overwrites.
+    # An older edit, or one claimed by another volunteer, never overwrites. Each arrives alone, so batch
+    # validation (one external id, two volunteers) cannot refuse them first: the update rules must (issue #11).
     stale = Annotation("b1", "v1", "labelstudio", (IN, IN, IN, D), WHEN, "ls:7")
+    late = store.add_annotations([stale], allow_updates=True)
+    assert (late.updated, late.stale, late.quarantined) == ((), ("ls:7",), ())
+    assert store.annotations()[0].states == edited.states
+    assert "late update" in store.revisions("ls:7")[-1][3]  # kept, not applied
     thief = Annotation("b1", "v2", "labelstudio", (IN, IN, IN, D), WHEN + dt.timedelta(hours=1), "ls:7")
-    assert store.add_annotations([stale, thief], allow_updates=True).updated == ()
+    stolen = store.add_annotations([thief], allow_updates=True)
+    assert stolen.updated == () and [r.external_id for r in stolen.quarantined] == ["ls:7"]
+    assert "different content" in stolen.quarantined[0].reason
     assert store.annotations()[0].states == edited.states
 
     assert store.retract(["ls:7", "ls:unknown"], "deleted in Label Studio") == ["ls:7"]
@@ -134,3 +147,125 @@ def test_updates_supersede_and_retractions_keep_history(store: Store) -> None:
     assert store.annotations() == []
     kept = store.annotations(include_retracted=True)
     assert [a.external_id for a in kept] == ["ls:7"]
+
+
+def test_revisions_are_keyed_on_content_not_on_the_submission_time(store: Store) -> None:
+    first = Annotation("b1", "v1", "labelstudio", (IN, IN, D, D), WHEN, "ls:8", comment="roof gone")
+    store.add_annotations([first])
+    resaved = Annotation("b1", "v1", "labelstudio", (IN, IN, D, D), WHEN + dt.timedelta(days=1), "ls:8",
+                         comment="roof gone")  # fmt: skip
+    report = store.add_annotations([resaved], allow_updates=True)
+    assert (report.unchanged, report.updated) == (("ls:8",), ())
+    assert store.revisions("ls:8") == []
+    recommented = Annotation("b1", "v1", "labelstudio", (IN, IN, D, D), WHEN + dt.timedelta(days=2), "ls:8",
+                             comment="roof and walls gone")  # fmt: skip
+    assert store.add_annotations([recommented], allow_updates=True).updated == ("ls:8",)
+    assert store.annotations()[0].comment == "roof and walls gone"  # volunteers' comments are kept
+    # the same stale content twice is archived once
+    old = Annotation("b1", "v1", "labelstudio", (IN, D, D, D), WHEN - dt.timedelta(days=1), "ls:8")
+    store.add_annotations([old], allow_updates=True)
+    store.add_annotations([old], allow_updates=True)
+    assert [r for r in store.revisions("ls:8") if "late update" in r[3]] != []
+    assert len([r for r in store.revisions("ls:8") if "late update" in r[3]]) == 1
+
+
+def test_a_retraction_stays_retracted_when_an_older_update_arrives_late(store: Store) -> None:
+    store.add_annotations([Annotation("b1", "v1", "labelstudio", (IN, IN, D, D), WHEN, "ls:9")])
+    assert store.retract(["ls:9"], "deleted in Label Studio") == ["ls:9"]
+    # the ANNOTATION_UPDATED webhook of an edit made before the deletion arrives after it
+    late = Annotation("b1", "v1", "labelstudio", (IN, D, D, D), WHEN + dt.timedelta(minutes=1), "ls:9")
+    report = store.add_annotations([late], allow_updates=True)
+    assert report.kept_retracted == ("ls:9",) and report.updated == ()
+    assert store.annotations() == []
+    (kept,) = store.annotations(include_retracted=True)
+    assert kept.states == (IN, IN, D, D)
+    assert "retraction stands" in store.revisions("ls:9")[-1][3]
+
+
+def test_the_cursor_is_written_in_the_same_transaction_as_the_annotations(store: Store) -> None:
+    a = Annotation("b1", "v1", "labelstudio", (IN, IN, D, D), WHEN, "ls:20")
+    store.ingest([a], cursor=("lab", "c1"))
+    assert store.cursor("lab") == "c1"
+    # a pull that fails while storing stores nothing: neither its annotations nor its cursor
+    b = Annotation("b2", "v1", "labelstudio", (IN, D, D, D), WHEN, "ls:21")
+    with pytest.raises(StoreError, match="round 999"):
+        store.ingest([b], cursor=("lab", "c2"), round_stage=(999, "pulled"))
+    assert store.cursor("lab") == "c1"
+    assert [x.external_id for x in store.annotations()] == ["ls:20"]
+    assert store.cursor("other") is None  # a fresh store or cursor reads everything again
+
+
+def test_quarantined_items_keep_their_payload_once(store: Store) -> None:
+    item = QuarantineItem("ls:30", "b1", "conversion", "task 4", "annotation 30: no date has a state",
+                          {"annotation": {"id": 30, "result": []}})  # fmt: skip
+    assert len(store.ingest([], quarantine=[item]).quarantined) == 1
+    store.ingest([], quarantine=[item])  # pulled again (sync --full): kept once
+    (kept,) = store.quarantine()
+    assert kept.payload == {"annotation": {"id": 30, "result": []}} and "no date" in kept.reason
+
+
+def test_concurrent_inserts_of_the_same_annotation_do_not_raise(store_url: str) -> None:
+    url = store_url
+    Store.open(url).add_buildings([f"b{i}" for i in range(40)], n_dates=4)
+    batch = [Annotation(f"b{i}", "v1", "labelstudio", (IN, IN, D, D), WHEN, f"ls:{i}") for i in range(40)]
+    reports: list[object] = []
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(4)
+
+    stores = [
+        Store.open(url) for _ in range(4)
+    ]  # own engines, own connections: like a webhook and a sync pass
+
+    def writer(store: Store) -> None:
+        barrier.wait()
+        try:
+            for start in range(0, 40, 5):
+                reports.append(store.add_annotations(batch[start : start + 5], allow_updates=True))
+        except BaseException as exc:  # collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(s,)) for s in stores]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    inserted = [e for r in reports for e in r.inserted]  # type: ignore[attr-defined]
+    assert sorted(inserted, key=lambda e: int(e[3:])) == [a.external_id for a in batch]  # each exactly once
+    assert len(Store.open(url).annotations()) == 40
+
+
+def test_campaign_tables_round_trip(store: Store) -> None:
+    store.create_campaign("c", "verify", "simulated", {"batch_size": 3})
+    with pytest.raises(StoreError, match="already exists"):
+        store.create_campaign("c", "estimate", "simulated", {})
+    rid = store.start_round("campaign", {}, campaign="c")
+    rows = [{"request_key": "b1#1", "building_id": "b1", "kind": "seed", "acquisition": "random", "score": 0.5,
+             "rank": 0}]  # fmt: skip
+    assert store.add_requests("c", rid, rows, stage="selected") == 1
+    assert store.add_requests("c", rid, rows) == 0  # idempotent on the request key
+    (req,) = store.requests("c")
+    store.mark_requests([req.id], "open", task_refs={req.id: "t1"})
+    assert store.requests("c", status="open")[0].task_ref == "t1"
+    assert store.round(rid).stage == "selected" and store.open_round("c") is not None
+    assert store.try_lock("c", "h1", 1, "host") and not store.try_lock("c", "h2", 2, "host")
+    assert store.lock("c").holder == "h1"  # type: ignore[union-attr]
+    assert store.release_lock("c", "h2") is False and store.release_lock("c", "h1") is True
+
+
+def test_the_campaign_lock_refuses_a_live_holder_and_takes_over_a_dead_one(store: Store) -> None:
+    with CampaignLock(store, "c", heartbeat_s=0.5, stale_after_s=30) as held:
+        with pytest.raises(CampaignLockedError, match=f"pid {os.getpid()} on host"):
+            CampaignLock(store, "c").acquire()
+        held.check()
+    assert store.lock("c") is None
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    assert store.try_lock("c", "killed-loop", int(gone.stdout), socket.gethostname())
+    lock = CampaignLock(store, "c", heartbeat_s=0.5, stale_after_s=30).acquire()
+    assert lock.took_over is not None and lock.took_over.holder == "killed-loop"
+    store.release_lock("c")  # `campaign unlock` while it runs: the holder notices and stops
+    with pytest.raises(LockLostError, match="lost its lock"):
+        lock.check()
+    lock.release()
