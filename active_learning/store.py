@@ -53,9 +53,13 @@ from active_learning.schema import (
 )
 
 __all__ = [
+    "AnnotationRecord",
     "Base",
+    "DecisionRecord",
     "IngestReport",
+    "PosteriorRecord",
     "QuarantineRecord",
+    "RoundRecord",
     "Store",
     "alembic_config",
     "upgrade_to_head",
@@ -626,6 +630,129 @@ class Store:
         if missing:
             raise StoreError(f"unknown buildings {missing[:5]} ({len(missing)} in all); add_buildings first")
 
+    # -- reads for the service ---------------------------------------------------------------------------------
+
+    def building(self, building_id: str) -> tuple[int, dict[str, Any]] | None:
+        """One building's number of dates and attributes, or None when the id is unknown."""
+        with Session(self.engine) as session:
+            row = session.get(BuildingRow, building_id)
+            return None if row is None else (row.n_dates, dict(row.attributes or {}))
+
+    def building_annotations(self, building_id: str) -> list[AnnotationRecord]:
+        """Every annotation of one building in the order received, retracted ones included (and marked)."""
+        with Session(self.engine) as session:
+            rows = session.scalars(
+                select(AnnotationRow)
+                .where(AnnotationRow.building_id == building_id)
+                .order_by(AnnotationRow.id)
+            ).all()
+            return [_annotation_record(r) for r in rows]
+
+    def latest_posterior_records(self) -> dict[str, PosteriorRecord]:
+        """The newest posterior of every building that has one, with its version and provenance."""
+        with Session(self.engine) as session:
+            newest = (
+                select(PosteriorRow.building_id, func.max(PosteriorRow.version).label("v"))
+                .group_by(PosteriorRow.building_id)
+                .subquery()
+            )
+            rows = session.scalars(
+                select(PosteriorRow).join(
+                    newest,
+                    (PosteriorRow.building_id == newest.c.building_id) & (PosteriorRow.version == newest.c.v),
+                )
+            ).all()
+            return {r.building_id: _posterior_record(r) for r in rows}
+
+    def latest_posterior_record(self, building_id: str) -> PosteriorRecord | None:
+        """The newest posterior of one building with its version and provenance, or None."""
+        with Session(self.engine) as session:
+            row = session.scalars(
+                select(PosteriorRow)
+                .where(PosteriorRow.building_id == building_id)
+                .order_by(PosteriorRow.version.desc())
+                .limit(1)
+            ).first()
+            return None if row is None else _posterior_record(row)
+
+    def latest_decision_records(self) -> dict[str, DecisionRecord]:
+        """The newest decision of every building that has one (status, reason, flags, round, time)."""
+        with Session(self.engine) as session:
+            newest = select(func.max(DecisionRow.id).label("id")).group_by(DecisionRow.building_id).subquery()
+            rows = session.scalars(select(DecisionRow).where(DecisionRow.id.in_(select(newest.c.id)))).all()
+            return {r.building_id: _decision_record(r) for r in rows}
+
+    def decision_records(self, building_id: str) -> list[DecisionRecord]:
+        """Every decision about one building, oldest first, with its round and time."""
+        with Session(self.engine) as session:
+            rows = session.scalars(
+                select(DecisionRow).where(DecisionRow.building_id == building_id).order_by(DecisionRow.id)
+            ).all()
+            return [_decision_record(r) for r in rows]
+
+    def rounds(self) -> list[RoundRecord]:
+        """Every round, oldest first."""
+        with Session(self.engine) as session:
+            rows = session.scalars(select(RoundRow).order_by(RoundRow.id)).all()
+            return [
+                RoundRecord(
+                    r.id,
+                    r.kind,
+                    dict(r.params or {}),
+                    r.note,
+                    _aware(r.started_at),
+                    _aware(r.finished_at) if r.finished_at else None,
+                )  # fmt: skip
+                for r in rows
+            ]
+
+    def round_decision_counts(self) -> dict[int, dict[str, int]]:
+        """Round id -> decisions it recorded per status (decisions outside rounds are left out)."""
+        with Session(self.engine) as session:
+            rows = session.execute(
+                select(DecisionRow.round_id, DecisionRow.status, func.count(DecisionRow.id))
+                .where(DecisionRow.round_id.is_not(None))
+                .group_by(DecisionRow.round_id, DecisionRow.status)
+            ).tuples()
+            out: dict[int, dict[str, int]] = {}
+            for round_id, status, n in rows:
+                if round_id is not None:
+                    out.setdefault(int(round_id), {})[str(status)] = int(n)
+            return out
+
+    def annotation_log(self) -> list[tuple[str, str, str, str, dt.datetime]]:
+        """Every annotation not retracted as (building id, external id, volunteer id, source, received at)."""
+        with Session(self.engine) as session:
+            rows = session.execute(
+                select(
+                    AnnotationRow.building_id,
+                    AnnotationRow.external_id,
+                    AnnotationRow.volunteer_id,
+                    AnnotationRow.source,
+                    AnnotationRow.received_at,
+                )
+                .where(AnnotationRow.retracted_at.is_(None))
+                .order_by(AnnotationRow.id)
+            ).tuples()
+            return [(b, e, v, s, _aware(t)) for b, e, v, s, t in rows]
+
+    def change_stamp(self) -> tuple[int, ...]:
+        """A value that changes whenever buildings, annotations, posteriors, decisions or rounds change (read caches)."""
+        with Session(self.engine) as session:
+            row = session.execute(
+                select(
+                    select(func.coalesce(func.max(PosteriorRow.id), 0)).scalar_subquery(),
+                    select(func.coalesce(func.max(DecisionRow.id), 0)).scalar_subquery(),
+                    select(func.coalesce(func.max(AnnotationRow.id), 0)).scalar_subquery(),
+                    select(func.count(AnnotationRow.retracted_at)).scalar_subquery(),
+                    select(func.coalesce(func.max(AnnotationRevisionRow.id), 0)).scalar_subquery(),
+                    select(func.count(BuildingRow.id)).scalar_subquery(),
+                    select(func.coalesce(func.max(RoundRow.id), 0)).scalar_subquery(),
+                    select(func.count(RoundRow.finished_at)).scalar_subquery(),
+                )
+            ).one()
+            return tuple(int(v) for v in row)
+
 
 def _trim(a: Annotation, n_dates: int) -> Annotation:
     """Cut the NOT_VISIBLE padding that table_to_annotations adds past the building's own dates."""
@@ -654,3 +781,85 @@ def _posterior(r: PosteriorRow) -> Posterior:
         status=Status(r.status),
         model_version=r.model_version,
     )
+
+
+@dataclass(frozen=True)
+class AnnotationRecord:
+    """A stored annotation with what the store knows about it (for evidence views).
+
+    Attributes:
+        annotation: the annotation as stored (its latest revision).
+        received_at: when the store first received it.
+        round_id: the round it belongs to, if any.
+        revision: 1 for the original content, incremented by each update.
+        retracted_at / retracted_reason: set when it was deleted at its source (it then leaves aggregation).
+    """
+
+    annotation: Annotation
+    received_at: dt.datetime
+    round_id: int | None
+    revision: int
+    retracted_at: dt.datetime | None
+    retracted_reason: str | None
+
+
+@dataclass(frozen=True)
+class PosteriorRecord:
+    """A stored posterior version with its provenance."""
+
+    posterior: Posterior
+    version: int
+    aggregator: str
+    round_id: int | None
+    created_at: dt.datetime
+
+
+@dataclass(frozen=True)
+class DecisionRecord:
+    """A stored retirement decision with its round and time."""
+
+    decision: Decision
+    round_id: int | None
+    decided_at: dt.datetime
+
+
+@dataclass(frozen=True)
+class RoundRecord:
+    """A stored round: its kind, parameters, note and times."""
+
+    id: int
+    kind: str
+    params: dict[str, Any]
+    note: str
+    started_at: dt.datetime
+    finished_at: dt.datetime | None
+
+
+def _annotation_record(r: AnnotationRow) -> AnnotationRecord:
+    return AnnotationRecord(
+        annotation=Annotation(
+            building_id=r.building_id,
+            volunteer_id=r.volunteer_id,
+            source=r.source,  # type: ignore[arg-type]
+            states=tuple(State.parse(s) for s in r.states),
+            submitted_at=_aware(r.submitted_at),
+            external_id=r.external_id,
+        ),
+        received_at=_aware(r.received_at),
+        round_id=r.round_id,
+        revision=r.revision,
+        retracted_at=_aware(r.retracted_at) if r.retracted_at else None,
+        retracted_reason=r.retracted_reason,
+    )
+
+
+def _posterior_record(r: PosteriorRow) -> PosteriorRecord:
+    return PosteriorRecord(_posterior(r), r.version, r.aggregator, r.round_id, _aware(r.created_at))
+
+
+def _decision_record(r: DecisionRow) -> DecisionRecord:
+    decision = Decision(
+        r.building_id, Status(r.status), r.reason, tuple(r.flags), r.map_gap, r.confidence, r.n_reviews,
+        r.n_consistent,
+    )  # fmt: skip
+    return DecisionRecord(decision, r.round_id, _aware(r.decided_at))
