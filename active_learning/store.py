@@ -31,6 +31,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    bindparam,
     create_engine,
     func,
     select,
@@ -55,6 +56,7 @@ from active_learning.schema import (
 __all__ = [
     "AnnotationRecord",
     "Base",
+    "BuildingRecord",
     "DecisionRecord",
     "IngestReport",
     "PosteriorRecord",
@@ -736,22 +738,55 @@ class Store:
             ).tuples()
             return [(b, e, v, s, _aware(t)) for b, e, v, s, t in rows]
 
+    def building_record(self, building_id: str) -> BuildingRecord | None:
+        """Everything the store holds about one building, read on one connection; None when the id is unknown."""
+        queries = self.__dict__.get("_record_queries")
+        if queries is None:  # built once per store, with the id as a bound parameter (the service's hot path)
+            b: Any = bindparam("building_id")
+            buildings, posteriors = BuildingRow.__table__, PosteriorRow.__table__
+            annotations, decisions = AnnotationRow.__table__, DecisionRow.__table__
+            queries = (
+                select(buildings).where(buildings.c.id == b),
+                select(posteriors)
+                .where(posteriors.c.building_id == b)
+                .order_by(posteriors.c.version.desc())
+                .limit(1),
+                select(annotations).where(annotations.c.building_id == b).order_by(annotations.c.id),
+                select(decisions).where(decisions.c.building_id == b).order_by(decisions.c.id),
+            )
+            self.__dict__["_record_queries"] = queries
+        key = {"building_id": building_id}
+        with self.engine.connect() as connection:
+            row = connection.execute(queries[0], key).first()
+            if row is None:
+                return None
+            posterior = connection.execute(queries[1], key).first()
+            return BuildingRecord(
+                building_id=row.id,
+                n_dates=row.n_dates,
+                attributes=dict(row.attributes or {}),
+                posterior=_posterior_record(posterior) if posterior is not None else None,
+                annotations=tuple(_annotation_record(a) for a in connection.execute(queries[2], key)),
+                decisions=tuple(_decision_record(d) for d in connection.execute(queries[3], key)),
+            )
+
     def change_stamp(self) -> tuple[int, ...]:
         """A value that changes whenever buildings, annotations, posteriors, decisions or rounds change (read caches)."""
-        with Session(self.engine) as session:
-            row = session.execute(
-                select(
-                    select(func.coalesce(func.max(PosteriorRow.id), 0)).scalar_subquery(),
-                    select(func.coalesce(func.max(DecisionRow.id), 0)).scalar_subquery(),
-                    select(func.coalesce(func.max(AnnotationRow.id), 0)).scalar_subquery(),
-                    select(func.count(AnnotationRow.retracted_at)).scalar_subquery(),
-                    select(func.coalesce(func.max(AnnotationRevisionRow.id), 0)).scalar_subquery(),
-                    select(func.count(BuildingRow.id)).scalar_subquery(),
-                    select(func.coalesce(func.max(RoundRow.id), 0)).scalar_subquery(),
-                    select(func.count(RoundRow.finished_at)).scalar_subquery(),
-                )
-            ).one()
-            return tuple(int(v) for v in row)
+        query = self.__dict__.get("_stamp_query")
+        if query is None:  # built once per store: constructing the statement costs more than running it
+            query = select(
+                select(func.coalesce(func.max(PosteriorRow.id), 0)).scalar_subquery(),
+                select(func.coalesce(func.max(DecisionRow.id), 0)).scalar_subquery(),
+                select(func.coalesce(func.max(AnnotationRow.id), 0)).scalar_subquery(),
+                select(func.count(AnnotationRow.retracted_at)).scalar_subquery(),
+                select(func.coalesce(func.max(AnnotationRevisionRow.id), 0)).scalar_subquery(),
+                select(func.count(BuildingRow.id)).scalar_subquery(),
+                select(func.coalesce(func.max(RoundRow.id), 0)).scalar_subquery(),
+                select(func.count(RoundRow.finished_at)).scalar_subquery(),
+            )
+            self.__dict__["_stamp_query"] = query
+        with self.engine.connect() as connection:
+            return tuple(int(v) for v in connection.execute(query).one())
 
 
 def _trim(a: Annotation, n_dates: int) -> Annotation:
@@ -824,6 +859,27 @@ class DecisionRecord:
 
 
 @dataclass(frozen=True)
+class BuildingRecord:
+    """Everything stored about one building (:meth:`Store.building_record`).
+
+    Attributes:
+        building_id: the id.
+        n_dates: its number of dates.
+        attributes: what it was registered with.
+        posterior: its latest posterior, or None.
+        annotations: every annotation in the order received, retracted ones included.
+        decisions: every decision, oldest first.
+    """
+
+    building_id: str
+    n_dates: int
+    attributes: dict[str, Any]
+    posterior: PosteriorRecord | None
+    annotations: tuple[AnnotationRecord, ...]
+    decisions: tuple[DecisionRecord, ...]
+
+
+@dataclass(frozen=True)
 class RoundRecord:
     """A stored round: its kind, parameters, note and times."""
 
@@ -835,12 +891,13 @@ class RoundRecord:
     finished_at: dt.datetime | None
 
 
-def _annotation_record(r: AnnotationRow) -> AnnotationRecord:
+def _annotation_record(r: Any) -> AnnotationRecord:
+    """From an ORM row or a Core row of the annotations table (same attribute names)."""
     return AnnotationRecord(
         annotation=Annotation(
             building_id=r.building_id,
             volunteer_id=r.volunteer_id,
-            source=r.source,  # type: ignore[arg-type]
+            source=r.source,
             states=tuple(State.parse(s) for s in r.states),
             submitted_at=_aware(r.submitted_at),
             external_id=r.external_id,
@@ -853,11 +910,13 @@ def _annotation_record(r: AnnotationRow) -> AnnotationRecord:
     )
 
 
-def _posterior_record(r: PosteriorRow) -> PosteriorRecord:
+def _posterior_record(r: Any) -> PosteriorRecord:
+    """From an ORM row or a Core row of the posteriors table."""
     return PosteriorRecord(_posterior(r), r.version, r.aggregator, r.round_id, _aware(r.created_at))
 
 
-def _decision_record(r: DecisionRow) -> DecisionRecord:
+def _decision_record(r: Any) -> DecisionRecord:
+    """From an ORM row or a Core row of the decisions table."""
     decision = Decision(
         r.building_id, Status(r.status), r.reason, tuple(r.flags), r.map_gap, r.confidence, r.n_reviews,
         r.n_consistent,

@@ -90,3 +90,19 @@ def test_rounds_and_the_change_stamp_move_with_every_write(store: Store) -> None
         {"k": 1},
         "done",
     ) and r.finished_at is not None
+
+
+def test_building_record_reads_everything_about_one_building(store: Store) -> None:
+    assert store.building_record("zz") is None
+    empty = store.building_record("b2")
+    assert empty is not None and (empty.posterior, empty.annotations, empty.decisions) == (None, (), ())
+    store.add_annotations([Annotation("b1", "v1", "simulated", (IN, IN, D, D), WHEN, "x:1")])
+    store.save_posteriors([_posterior("b1", 1)])
+    store.save_posteriors([_posterior("b1", 2, Status.SETTLED)], aggregator="again")
+    store.record_decisions([Decision("b1", Status.SETTLED, "why", ("model_conflict",), 2, 0.9, 2, 2)])
+    record = store.building_record("b1")
+    assert record is not None and record.n_dates == 4 and record.attributes == {"dates": ["2017-01-01"] * 4}
+    assert record.posterior == store.latest_posterior_record("b1") and record.posterior.version == 2
+    assert record.annotations == tuple(store.building_annotations("b1"))
+    assert record.decisions == tuple(store.decision_records("b1"))
+    assert record.annotations[0].annotation.submitted_at == WHEN
