@@ -16,6 +16,7 @@ import os
 import secrets
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, SecretStr, field_validator
 
@@ -46,6 +47,16 @@ class Settings(BaseModel):
         api_token: bearer token that write endpoints require.
         webhook_secret: shared secret Label Studio sends in the ``X-Striketracker-Secret`` header.
         public_base_url: base URL under which Label Studio's browser reaches the chip images.
+        chip_cache: the chip cache the service serves (images, dates, footprints); default
+            ``<work_dir>/chips``.
+        ml_backend_url: base URL under which the Label Studio *server* reaches this service (ML backend
+            and webhooks); default ``public_base_url``.
+        cors_origins: browser origins allowed to fetch chip images cross-origin (the Label Studio editor);
+            default the origin of ``label_studio_url``. Every other route answers no cross-origin request.
+            From the environment: comma-separated.
+        max_request_bytes: largest request body accepted; larger ones get 413 before the body is read.
+        max_predict_bytes: the same for the ML backend's ``/predict``, where Label Studio sends every selected
+            task (with its data) in one request.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -64,11 +75,30 @@ class Settings(BaseModel):
     api_token: SecretStr = SecretStr("")
     webhook_secret: SecretStr = SecretStr("")
     public_base_url: str = ""
+    chip_cache: Path | None = None
+    ml_backend_url: str = ""
+    cors_origins: tuple[str, ...] = ()
+    max_request_bytes: int = 1_048_576
+    max_predict_bytes: int = 64 * 1_048_576
 
     @field_validator("api_host")
     @classmethod
     def _refuse_wildcard_without_token(cls, v: str) -> str:
         return v.strip()
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, v: object) -> object:
+        if isinstance(v, str):
+            return tuple(o.strip().rstrip("/") for o in v.split(",") if o.strip())
+        return v
+
+    @field_validator("max_request_bytes", "max_predict_bytes")
+    @classmethod
+    def _positive_limit(cls, v: int) -> int:
+        if v < 1024:
+            raise ValueError(f"request body limit {v}; allow at least 1024 bytes (a webhook is a few kB)")
+        return v
 
     def model_post_init(self, __context: object) -> None:
         work = self.work_dir.resolve()
@@ -81,6 +111,19 @@ class Settings(BaseModel):
             object.__setattr__(self, "mlflow_artifact_root", str(work / "mlartifacts"))
         if not self.public_base_url:
             object.__setattr__(self, "public_base_url", f"http://{self.api_host}:{self.api_port}")
+        if self.chip_cache is None:
+            object.__setattr__(self, "chip_cache", work / "chips")
+        else:
+            object.__setattr__(self, "chip_cache", Path(self.chip_cache).resolve())
+        if not self.ml_backend_url:
+            object.__setattr__(self, "ml_backend_url", self.public_base_url)
+        if not self.cors_origins:
+            ls = urlsplit(self.label_studio_url)
+            object.__setattr__(self, "cors_origins", (f"{ls.scheme}://{ls.netloc}",))
+        if "*" in self.cors_origins and len(self.cors_origins) > 1:
+            raise ValueError(
+                f"cors_origins={list(self.cors_origins)}: '*' allows every origin; give it alone"
+            )
         if self.api_host not in ("127.0.0.1", "localhost", "::1") and not self.api_token.get_secret_value():
             raise ValueError(
                 f"api_host={self.api_host!r} exposes the service beyond loopback; "

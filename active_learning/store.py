@@ -48,6 +48,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    bindparam,
     create_engine,
     delete,
     func,
@@ -73,11 +74,14 @@ from active_learning.schema import (
 )
 
 __all__ = [
+    "AnnotationRecord",
     "Base",
+    "BuildingRecord",
     "CampaignRecord",
     "IngestReport",
     "LockRecord",
     "ModelEvent",
+    "PosteriorRecord",
     "QuarantineItem",
     "QuarantineRecord",
     "RequestRecord",
@@ -1439,6 +1443,131 @@ class Store:
                 for r in rows
             ]
 
+    # -- reads for the service ---------------------------------------------------------------------------------
+
+    def building(self, building_id: str) -> tuple[int, dict[str, Any]] | None:
+        """One building's number of dates and attributes, or None when the id is unknown."""
+        with Session(self.engine) as session:
+            row = session.get(BuildingRow, building_id)
+            return None if row is None else (row.n_dates, dict(row.attributes or {}))
+
+    def building_annotations(self, building_id: str) -> list[AnnotationRecord]:
+        """Every annotation of one building in the order received, retracted ones included (and marked)."""
+        with Session(self.engine) as session:
+            rows = session.scalars(
+                select(AnnotationRow)
+                .where(AnnotationRow.building_id == building_id)
+                .order_by(AnnotationRow.id)
+            ).all()
+            return [_annotation_record(r) for r in rows]
+
+    def latest_posterior_records(self) -> dict[str, PosteriorRecord]:
+        """The newest posterior of every building that has one, with its version and provenance."""
+        with Session(self.engine) as session:
+            newest = (
+                select(PosteriorRow.building_id, func.max(PosteriorRow.version).label("v"))
+                .group_by(PosteriorRow.building_id)
+                .subquery()
+            )
+            rows = session.scalars(
+                select(PosteriorRow).join(
+                    newest,
+                    (PosteriorRow.building_id == newest.c.building_id) & (PosteriorRow.version == newest.c.v),
+                )
+            ).all()
+            return {r.building_id: _posterior_record(r) for r in rows}
+
+    def latest_posterior_record(self, building_id: str) -> PosteriorRecord | None:
+        """The newest posterior of one building with its version and provenance, or None."""
+        with Session(self.engine) as session:
+            row = session.scalars(
+                select(PosteriorRow)
+                .where(PosteriorRow.building_id == building_id)
+                .order_by(PosteriorRow.version.desc())
+                .limit(1)
+            ).first()
+            return None if row is None else _posterior_record(row)
+
+    def round_decision_counts(self) -> dict[int, dict[str, int]]:
+        """Round id -> decisions it recorded per status (decisions outside rounds are left out)."""
+        with Session(self.engine) as session:
+            rows = session.execute(
+                select(DecisionRow.round_id, DecisionRow.status, func.count(DecisionRow.id))
+                .where(DecisionRow.round_id.is_not(None))
+                .group_by(DecisionRow.round_id, DecisionRow.status)
+            ).tuples()
+            out: dict[int, dict[str, int]] = {}
+            for round_id, status, n in rows:
+                if round_id is not None:
+                    out.setdefault(int(round_id), {})[str(status)] = int(n)
+            return out
+
+    def annotation_log(self) -> list[tuple[str, str, str, str, dt.datetime]]:
+        """Every annotation not retracted as (building id, external id, volunteer id, source, received at)."""
+        with Session(self.engine) as session:
+            rows = session.execute(
+                select(
+                    AnnotationRow.building_id,
+                    AnnotationRow.external_id,
+                    AnnotationRow.volunteer_id,
+                    AnnotationRow.source,
+                    AnnotationRow.received_at,
+                )
+                .where(AnnotationRow.retracted_at.is_(None))
+                .order_by(AnnotationRow.id)
+            ).tuples()
+            return [(b, e, v, s, _aware(t)) for b, e, v, s, t in rows]
+
+    def building_record(self, building_id: str) -> BuildingRecord | None:
+        """Everything the store holds about one building, read on one connection; None when the id is unknown."""
+        queries = self.__dict__.get("_record_queries")
+        if queries is None:  # built once per store, with the id as a bound parameter (the service's hot path)
+            b: Any = bindparam("building_id")
+            buildings, posteriors = BuildingRow.__table__, PosteriorRow.__table__
+            annotations, decisions = AnnotationRow.__table__, DecisionRow.__table__
+            queries = (
+                select(buildings).where(buildings.c.id == b),
+                select(posteriors)
+                .where(posteriors.c.building_id == b)
+                .order_by(posteriors.c.version.desc())
+                .limit(1),
+                select(annotations).where(annotations.c.building_id == b).order_by(annotations.c.id),
+                select(decisions).where(decisions.c.building_id == b).order_by(decisions.c.id),
+            )
+            self.__dict__["_record_queries"] = queries
+        key = {"building_id": building_id}
+        with self.engine.connect() as connection:
+            row = connection.execute(queries[0], key).first()
+            if row is None:
+                return None
+            posterior = connection.execute(queries[1], key).first()
+            return BuildingRecord(
+                building_id=row.id,
+                n_dates=row.n_dates,
+                attributes=dict(row.attributes or {}),
+                posterior=_posterior_record(posterior) if posterior is not None else None,
+                annotations=tuple(_annotation_record(a) for a in connection.execute(queries[2], key)),
+                decisions=tuple(_stored_decision(d) for d in connection.execute(queries[3], key)),
+            )
+
+    def change_stamp(self) -> tuple[int, ...]:
+        """A value that changes whenever buildings, annotations, posteriors, decisions or rounds change (read caches)."""
+        query = self.__dict__.get("_stamp_query")
+        if query is None:  # built once per store: constructing the statement costs more than running it
+            query = select(
+                select(func.coalesce(func.max(PosteriorRow.id), 0)).scalar_subquery(),
+                select(func.coalesce(func.max(DecisionRow.id), 0)).scalar_subquery(),
+                select(func.coalesce(func.max(AnnotationRow.id), 0)).scalar_subquery(),
+                select(func.count(AnnotationRow.retracted_at)).scalar_subquery(),
+                select(func.coalesce(func.max(AnnotationRevisionRow.id), 0)).scalar_subquery(),
+                select(func.count(BuildingRow.id)).scalar_subquery(),
+                select(func.coalesce(func.max(RoundRow.id), 0)).scalar_subquery(),
+                select(func.count(RoundRow.finished_at)).scalar_subquery(),
+            )
+            self.__dict__["_stamp_query"] = query
+        with self.engine.connect() as connection:
+            return tuple(int(v) for v in connection.execute(query).one())
+
     # -- campaign lock (policy in active_learning.lock) --------------------------------------------------------
 
     def lock(self, campaign: str) -> LockRecord | None:
@@ -1621,3 +1750,80 @@ def _request(r: Any) -> RequestRecord:
 
 def _lock(r: CampaignLockRow) -> LockRecord:
     return LockRecord(r.campaign, r.holder, int(r.pid), r.host, _aware(r.acquired_at), _aware(r.heartbeat_at))
+
+
+@dataclass(frozen=True)
+class AnnotationRecord:
+    """A stored annotation with what the store knows about it (for evidence views).
+
+    Attributes:
+        annotation: the annotation as stored (its latest revision).
+        received_at: when the store first received it.
+        round_id: the round it belongs to, if any.
+        revision: 1 for the original content, incremented by each update.
+        retracted_at / retracted_reason: set when it was deleted at its source (it then leaves aggregation).
+    """
+
+    annotation: Annotation
+    received_at: dt.datetime
+    round_id: int | None
+    revision: int
+    retracted_at: dt.datetime | None
+    retracted_reason: str | None
+
+
+@dataclass(frozen=True)
+class PosteriorRecord:
+    """A stored posterior version with its provenance."""
+
+    posterior: Posterior
+    version: int
+    aggregator: str
+    round_id: int | None
+    created_at: dt.datetime
+
+
+@dataclass(frozen=True)
+class BuildingRecord:
+    """Everything stored about one building (:meth:`Store.building_record`).
+
+    Attributes:
+        building_id: the id.
+        n_dates: its number of dates.
+        attributes: what it was registered with.
+        posterior: its latest posterior, or None.
+        annotations: every annotation in the order received, retracted ones included.
+        decisions: every decision, oldest first.
+    """
+
+    building_id: str
+    n_dates: int
+    attributes: dict[str, Any]
+    posterior: PosteriorRecord | None
+    annotations: tuple[AnnotationRecord, ...]
+    decisions: tuple[StoredDecision, ...]
+
+
+def _annotation_record(r: Any) -> AnnotationRecord:
+    """From an ORM row or a Core row of the annotations table (same attribute names)."""
+    return AnnotationRecord(
+        annotation=Annotation(
+            building_id=r.building_id,
+            volunteer_id=r.volunteer_id,
+            source=r.source,
+            states=tuple(State.parse(s) for s in r.states),
+            submitted_at=_aware(r.submitted_at),
+            external_id=r.external_id,
+            comment=r.comment or "",
+        ),
+        received_at=_aware(r.received_at),
+        round_id=r.round_id,
+        revision=r.revision,
+        retracted_at=_aware(r.retracted_at) if r.retracted_at else None,
+        retracted_reason=r.retracted_reason,
+    )
+
+
+def _posterior_record(r: Any) -> PosteriorRecord:
+    """From an ORM row or a Core row of the posteriors table."""
+    return PosteriorRecord(_posterior(r), r.version, r.aggregator, r.round_id, _aware(r.created_at))

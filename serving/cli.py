@@ -11,7 +11,7 @@ from importlib.metadata import entry_points
 
 import typer
 
-from serving.commands import campaign, crowd, ingest, labelstudio, model
+from serving.commands import campaign, crowd, ingest, labelstudio, model, service
 
 __all__ = ["PLUGIN_GROUP", "app", "build_app"]
 
@@ -26,7 +26,7 @@ def build_app() -> typer.Typer:
         no_args_is_help=True,
         pretty_exceptions_show_locals=False,
     )
-    for module in (labelstudio, ingest, model, crowd, campaign):
+    for module in (labelstudio, ingest, model, crowd, campaign, service):
         module.register(root)
     for plugin in entry_points(group=PLUGIN_GROUP):
         plugin.load()(root)

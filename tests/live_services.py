@@ -1,4 +1,4 @@
-"""One real Label Studio server per test session, plus the striketracker service (chips, webhooks) on loopback.
+"""One real Label Studio server per test session, plus the striketracker service on loopback (:func:`running`).
 
 The server runs from the same isolated env that ``striketracker labelstudio install`` builds
 (``.work/labelstudio/label-studio-env``; installed here if missing) with its own data dir under
@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 import uvicorn
@@ -97,24 +98,33 @@ def label_studio() -> Iterator[LiveLabelStudio]:
 
 
 @contextmanager
-def _serve(settings: Settings, live: LiveService, **app_kwargs: object) -> Iterator[LiveService]:
-    """Run the striketracker app for ``settings`` with uvicorn on a free loopback port, in a thread."""
-    app = create_app(settings, webhook_sink=live.events.append, **app_kwargs)  # type: ignore[arg-type]
-    live.pseudonym_secret = app.state.pseudonym_secret
-    port = free_port()
+def running(app: Any, port: int | None = None) -> Iterator[str]:
+    """Run an ASGI app with uvicorn on loopback (a free port by default), in a thread; yields its base URL."""
+    port = port or free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20
     while not server.started and time.monotonic() < deadline:
+        if not thread.is_alive():
+            break
         time.sleep(0.05)
     assert server.started, "the striketracker service did not start"
-    live.url = f"http://127.0.0.1:{port}"
     try:
-        yield live
+        yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+@contextmanager
+def _serve(settings: Settings, live: LiveService) -> Iterator[LiveService]:
+    """Run the striketracker app for ``settings``; webhook events are collected in ``live.events``."""
+    app = create_app(settings, webhook_sink=live.events.append)
+    live.pseudonym_secret = app.state.resources.pseudonym_secret
+    with running(app) as url:
+        live.url = url
+        yield live
 
 
 @pytest.fixture(scope="session")
@@ -124,15 +134,18 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveService]:
     ids, dates = write_chip_cache(work / "chips", n_buildings=240, n_dates=6, size=32)
     settings = Settings(work_dir=work, webhook_secret=SecretStr(secrets.token_urlsafe(16)))
     live = LiveService("", settings.webhook_secret.get_secret_value(), b"", ids, dates)
-    with _serve(settings, live) as running:
-        yield running
+    with _serve(settings, live) as served:
+        yield served
 
 
 @pytest.fixture(scope="session")
-def scenario_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveService]:
+def scenario_service(
+    tmp_path_factory: pytest.TempPathFactory, label_studio: LiveLabelStudio
+) -> Iterator[LiveService]:
     """The service over real chips: the tiny Raqqa scenario, generated and ingested by the project's own code.
 
-    ``building_ids`` lists buildings destroyed mid-timeline first.
+    ``building_ids`` lists buildings destroyed mid-timeline first. Chips answer cross-origin requests from the
+    session's Label Studio (its origin is the default of ``Settings.cors_origins``), as in production.
     """
     from experiments.scenario import generate, load_truth
     from model.chips import ingest
@@ -143,7 +156,12 @@ def scenario_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveS
     n = len(stack.dates)
     gaps = load_truth(work / "scenario").true_gaps()
     ids = sorted(stack.building_ids, key=lambda b: (not 3 <= gaps.get(b, -1) <= n - 3, b))
-    settings = Settings(work_dir=work, webhook_secret=SecretStr(secrets.token_urlsafe(16)))
+    settings = Settings(
+        work_dir=work,
+        chip_cache=work / "chips",
+        label_studio_url=label_studio.url,
+        webhook_secret=SecretStr(secrets.token_urlsafe(16)),
+    )
     live = LiveService(
         "",
         settings.webhook_secret.get_secret_value(),
@@ -152,5 +170,5 @@ def scenario_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveS
         tuple(d.isoformat() for d in stack.dates),
         scenario=work / "scenario",
     )
-    with _serve(settings, live, chip_cache=work / "chips") as running:
-        yield running
+    with _serve(settings, live) as served:
+        yield served

@@ -1,4 +1,5 @@
-"""``striketracker labelstudio install|start|stop|status``: the local Label Studio server."""
+"""``striketracker labelstudio install|start|stop|status|sync``: the local Label Studio server (``setup`` and
+``push`` join from :mod:`serving.commands.labelstudio_project`)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from rich.console import Console
 
 from active_learning.settings import Settings
 from labeling import LabelingError
+from serving.commands.labelstudio_project import register_project_commands
 from serving.labelstudio import label_studio_client, label_studio_server, pseudonym_secret
 
 __all__ = ["register"]
@@ -109,4 +111,5 @@ def register(app: typer.Typer) -> None:
         for line in report.problems[:20]:
             console.print(f"[yellow]problem:[/yellow] {line}")
 
+    register_project_commands(group)
     app.add_typer(group, name="labelstudio")

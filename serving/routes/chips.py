@@ -1,54 +1,21 @@
-"""``GET /chips/{building_id}/{date_index}.png``: chip images for Label Studio tasks, from the chip cache."""
+"""``GET /chips/{building_id}/{date_index}.png``: chip images for Label Studio tasks and the review page.
+
+Label Studio's editor fetches images by XHR from its own origin, so chips carry
+``Access-Control-Allow-Origin`` for the origins in ``Settings.cors_origins`` (by default Label Studio's) and
+for no one else; no other route answers cross-origin requests. PNGs come from the render cache
+(:class:`serving.chips.ChipSource`) and carry an ETag: a browser that already holds the chip gets 304.
+"""
 
 from __future__ import annotations
 
-import threading
-from pathlib import Path
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Request, Response
+from fastapi import APIRouter, Header, HTTPException, Response
 
-from model.chips import ChipStack
-from model.errors import CacheError
-from serving.chip_render import render_chip
+from serving.dependencies import ChipStackDep, ResourcesDep
+from serving.routes.responses import ERRORS
 
-__all__ = ["ChipSource", "router"]
-
-
-class ChipSource:
-    """The chip cache, opened on first use and reopened when ingest rewrites it.
-
-    Args:
-        cache: the chip cache folder.
-    """
-
-    def __init__(self, cache: Path) -> None:
-        self.cache = cache
-        self._lock = threading.Lock()
-        self._stack: ChipStack | None = None
-        self._stamp = 0.0
-
-    def stack(self) -> ChipStack:
-        """The open stack.
-
-        Raises:
-            CacheError: there is no complete cache at ``cache``.
-        """
-        manifest = self.cache / "manifest.json"
-        stamp = manifest.stat().st_mtime if manifest.exists() else -1.0
-        with self._lock:
-            if self._stack is None or stamp != self._stamp:
-                self._stack = ChipStack.open(self.cache)
-                self._stamp = stamp
-            return self._stack
-
-
-def _source(request: Request) -> ChipSource:
-    source: ChipSource = request.app.state.chips
-    return source
-
-
-SourceDep = Annotated[ChipSource, Depends(_source)]
+__all__ = ["router"]
 
 router = APIRouter(prefix="/chips", tags=["chips"])
 
@@ -56,36 +23,30 @@ router = APIRouter(prefix="/chips", tags=["chips"])
 @router.get(
     "/{building_id}/{date_index}.png",
     response_class=Response,
-    responses={200: {"content": {"image/png": {}}}, 404: {}, 503: {}},
-)
-def chip_png(building_id: str, date_index: int, source: SourceDep) -> Response:
+    summary="One chip image",
+    responses={200: {"content": {"image/png": {}}}, 304: {"description": "not modified"}, 404: ERRORS[404],
+               503: ERRORS[503]},
+)  # fmt: skip
+def chip_png(
+    building_id: str,
+    date_index: int,
+    resources: ResourcesDep,
+    stack: ChipStackDep,
+    origin: Annotated[str | None, Header(include_in_schema=False)] = None,
+    if_none_match: Annotated[str | None, Header(include_in_schema=False)] = None,
+) -> Response:
     """One building's chip at one date, with its outline and date burned in."""
     try:
-        stack = source.stack()
-    except CacheError:
-        raise HTTPException(status_code=503, detail="chip cache not available") from None
-    try:
-        i = stack.index(building_id)
+        row = stack.index(building_id)
     except KeyError:
         raise HTTPException(status_code=404, detail="unknown building") from None
-    n_dates = len(stack.dates)
-    if not 0 <= date_index < n_dates:
+    if not 0 <= date_index < len(stack.dates):
         raise HTTPException(status_code=404, detail="date index out of range")
-    png = render_chip(
-        stack.chips[i, date_index, :3],
-        stack.mask[i],
-        date=stack.dates[date_index],
-        date_index=date_index,
-        n_dates=n_dates,
-        valid=float(stack.valid[i, date_index]),
-    )
-    return Response(
-        content=png,
-        media_type="image/png",
-        headers={
-            "Cache-Control": "public, max-age=3600",
-            "ETag": f'"{stack.fingerprint[:16]}-{i}-{date_index}"',
-            # Label Studio's editor fetches images by XHR from its own origin; chips are public, no credentials
-            "Access-Control-Allow-Origin": "*",
-        },
-    )
+    chip = resources.chips.png(stack, row, date_index)
+    headers = {"Cache-Control": "public, max-age=3600", "ETag": chip.etag, "Vary": "Origin"}
+    allowed = resources.settings.cors_origins
+    if origin and ("*" in allowed or origin.rstrip("/") in allowed):
+        headers["Access-Control-Allow-Origin"] = "*" if "*" in allowed else origin
+    if if_none_match is not None and chip.etag in {t.strip() for t in if_none_match.split(",")}:
+        return Response(status_code=304, headers=headers)
+    return Response(content=chip.png, media_type="image/png", headers=headers)

@@ -1,52 +1,73 @@
 """``POST /webhooks/labelstudio``: Label Studio annotation events, verified by the shared secret header.
 
-A wrong or missing secret gets 401, a malformed body 400 (logged by its shape, never its content). Accepted
-events are handed to the app's webhook sink and answered at once: Label Studio waits at most 1 s and never
-retries, so the periodic pull reconciles anything lost.
+A wrong or missing secret gets 401, a malformed body 400 (logged by its shape, never its content). A verified
+event is handed to the app's webhook sink (by default the queue that stores it, :mod:`serving.events`) and
+answered at once: Label Studio waits at most 1 s and never retries, so the store write happens after the reply,
+and the periodic ``labelstudio sync`` reconciles anything lost. The ML backend's ``/webhook`` uses the same
+:func:`receive_webhook`.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 
 from fastapi import APIRouter, HTTPException, Request
+from pydantic import BaseModel
 
-from labeling import (
-    SECRET_HEADER,
-    WebhookAuthError,
-    WebhookEvent,
-    WebhookPayloadError,
-    parse_webhook,
-    verify_secret,
-)
+from labeling import SECRET_HEADER, WebhookAuthError, WebhookPayloadError, parse_webhook, verify_secret
+from serving.dependencies import ResourcesDep
+from serving.routes.responses import ERRORS
 
-__all__ = ["WebhookSink", "router"]
+__all__ = ["WebhookAck", "receive_webhook", "router"]
 
 logger = logging.getLogger(__name__)
-
-WebhookSink = Callable[[WebhookEvent], None]
 
 router = APIRouter(prefix="/webhooks", tags=["webhooks"])
 
 
-@router.post("/labelstudio")
-async def labelstudio_webhook(request: Request) -> dict[str, int | str]:
-    """Verify, parse and hand over one Label Studio webhook."""
-    state = request.app.state
+class WebhookAck(BaseModel):
+    """What was received; the store write follows after the reply."""
+
+    action: str
+    annotations: int
+    deleted: int
+    queued: bool
+
+
+async def receive_webhook(request: Request, resources: ResourcesDep) -> WebhookAck:
+    """Verify the secret, parse the body, queue the event; answers in milliseconds."""
+    metrics = resources.metrics
     try:
-        verify_secret(request.headers.get(SECRET_HEADER), state.webhook_secret)
+        verify_secret(request.headers.get(SECRET_HEADER), resources.webhook_secret)
     except WebhookAuthError as exc:
         logger.warning("webhook rejected: %s", exc)
+        metrics.webhooks.labels("unknown", "rejected").inc()
         raise HTTPException(status_code=401, detail="invalid webhook secret") from None
     body = await request.body()
     try:
-        event = parse_webhook(body, secret=state.pseudonym_secret)
+        event = parse_webhook(body, secret=resources.pseudonym_secret)
     except WebhookPayloadError as exc:
         logger.warning("malformed webhook rejected: %s", exc)
+        metrics.webhooks.labels("unknown", "rejected").inc()
         raise HTTPException(status_code=400, detail="malformed webhook body") from None
-    for problem in event.problems:
-        logger.warning("webhook %s: %s", event.action, problem)
-    sink: WebhookSink = state.webhook_sink
-    sink(event)
-    return {"action": event.action, "annotations": len(event.annotations), "deleted": len(event.deleted)}
+    if event.problems:
+        logger.warning("webhook %s: %d parts unusable (not stored)", event.action, len(event.problems))
+    queued = bool(event.annotations or event.deleted)
+    if queued:
+        resources.webhook_sink(event)
+    else:
+        metrics.webhooks.labels(event.action, "ignored").inc()
+    return WebhookAck(
+        action=event.action, annotations=len(event.annotations), deleted=len(event.deleted), queued=queued
+    )
+
+
+@router.post(
+    "/labelstudio",
+    response_model=WebhookAck,
+    summary="Label Studio annotation events",
+    responses={400: {"description": "malformed webhook body"}, 401: ERRORS[401], 413: ERRORS[413]},
+)
+async def labelstudio_webhook(request: Request, resources: ResourcesDep) -> WebhookAck:
+    """Annotation created, updated or deleted in Label Studio: stored (idempotently) right after the reply."""
+    return await receive_webhook(request, resources)
