@@ -273,6 +273,8 @@ class Campaign:
         console: where progress goes (None: quiet).
         sleep: the sleep of the labeler retries (tests pass a recorder).
         stale_after_s / heartbeat_s: the campaign lock's staleness and heartbeat.
+        labeler_spec: how the campaign names its labeler in the store (``simulated``, ``labelstudio`` or the
+            ``package.module:factory`` it was loaded from); default the labeler's name.
     """
 
     def __init__(
@@ -287,6 +289,7 @@ class Campaign:
         sleep: Callable[[float], None] = time.sleep,
         stale_after_s: float = 600.0,
         heartbeat_s: float = 30.0,
+        labeler_spec: str | None = None,
     ) -> None:
         self.store = store
         self.labeler = labeler
@@ -297,7 +300,9 @@ class Campaign:
         self.sleep = sleep
         self.stale_after_s = stale_after_s
         self.heartbeat_s = heartbeat_s
-        self.record = store.create_campaign(config.name, config.mode, labeler.name, config.as_dict())
+        self.record = store.create_campaign(
+            config.name, config.mode, labeler_spec or labeler.name, config.as_dict()
+        )
         self.cursor_key = f"campaign:{config.name}:{labeler.name}"
         self._lock: CampaignLock | None = None
         self._attributes: dict[str, dict[str, Any]] | None = None

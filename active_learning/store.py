@@ -29,14 +29,15 @@ Tables: ``buildings``, ``annotations`` (+ ``comment``), ``annotation_revisions``
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import json
 import threading
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pandas as pd
 from sqlalchemy import (
@@ -46,6 +47,7 @@ from sqlalchemy import (
     ForeignKey,
     Integer,
     String,
+    Table,
     Text,
     UniqueConstraint,
     bindparam,
@@ -339,7 +341,7 @@ class QuarantineItem:
     field: str
     value: str
     reason: str
-    payload: dict[str, Any] = field(default_factory=dict)
+    payload: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -544,6 +546,17 @@ def _payload(a: Annotation) -> dict[str, Any]:
     }
 
 
+def _dialect_insert(dialect: str) -> Any:
+    """The dialect's INSERT construct, which has ``on_conflict_do_nothing`` (SQLite and PostgreSQL)."""
+    if dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        return sqlite_insert
+    from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+
+    return postgresql_insert
+
+
 def _insert_ignore(session: Session, model: type[Base], rows: list[dict[str, Any]], key: str) -> set[Any]:
     """Insert rows, skipping those whose ``key`` (a unique column) is already stored; returns the keys inserted.
 
@@ -555,11 +568,7 @@ def _insert_ignore(session: Session, model: type[Base], rows: list[dict[str, Any
     dialect = session.get_bind().dialect.name
     column = getattr(model, key)
     if dialect in ("sqlite", "postgresql"):
-        if dialect == "sqlite":
-            from sqlalchemy.dialects.sqlite import insert
-        else:
-            from sqlalchemy.dialects.postgresql import insert
-        stmt = insert(model).on_conflict_do_nothing(index_elements=[key]).returning(column)
+        stmt = _dialect_insert(dialect)(model).on_conflict_do_nothing(index_elements=[key]).returning(column)
         return {r[0] for r in session.execute(stmt, rows).all()}
     done: set[Any] = set()
     for row in rows:
@@ -1114,7 +1123,7 @@ class Store:
             for d in decisions
         ]  # fmt: skip
         for start in range(0, len(rows), _CHUNK):
-            session.execute(insert(DecisionRow.__table__), rows[start : start + _CHUNK])
+            session.execute(insert(cast(Table, DecisionRow.__table__)), rows[start : start + _CHUNK])
 
     def save_outcome(
         self,
@@ -1277,13 +1286,9 @@ class Store:
             new = 0
             dialect = session.get_bind().dialect.name
             if dialect in ("sqlite", "postgresql"):
-                if dialect == "sqlite":
-                    from sqlalchemy.dialects.sqlite import insert
-                else:
-                    from sqlalchemy.dialects.postgresql import insert
                 for start in range(0, len(rows), _CHUNK):
                     stmt = (
-                        insert(ReviewRequestRow)
+                        _dialect_insert(dialect)(ReviewRequestRow)
                         .on_conflict_do_nothing(index_elements=["campaign", "request_key"])
                         .returning(ReviewRequestRow.id)
                     )

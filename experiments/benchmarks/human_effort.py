@@ -48,7 +48,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from active_learning.champion import RegistryModel
+from active_learning.aggregation import GapDawidSkene, GapWitness, ModelEmissions
+from active_learning.champion import ModelOutput, RegistryModel
 from active_learning.labelers import Labeler, ReviewRequest, load_labeler
 from active_learning.loop import Campaign, CampaignConfig, RoundReport
 from active_learning.posterior import Status
@@ -171,20 +172,15 @@ def _campaign_arm(
     budget: int,
     log_rounds: bool,
     progress: Progress,
-) -> tuple[Curve, Store]:
+) -> tuple[Curve, Store, ModelOutput | None]:
     folder = bench / name
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     store = Store.open(f"sqlite:///{folder / 'store.db'}")
     Campaign.register_buildings(store, ids, dates, blocks)
     tracking = Tracking(f"sqlite:///{folder / 'mlflow.db'}", str(folder / "mlartifacts"))
-    campaign = Campaign(
-        store,
-        labeler,
-        config,
-        model=model(tracking) if model is not None else None,
-        tracking=tracking if log_rounds else None,
-    )
+    dating = model(tracking) if model is not None else None
+    campaign = Campaign(store, labeler, config, model=dating, tracking=tracking if log_rounds else None)
     n_dates = len(dates)
     points = [(0, *_accuracy({b: n_dates for b in ids}, truth))]
     task = progress.add_task(name, total=budget)
@@ -201,7 +197,9 @@ def _campaign_arm(
 
     campaign.run(plan.max_rounds, budget=budget, on_round=record)
     progress.update(task, completed=budget)
-    return Curve(points, time.perf_counter() - started), store
+    seconds = time.perf_counter() - started
+    version = dating.champion() if dating is not None else None
+    return Curve(points, seconds), store, dating.predict(version) if dating is not None and version else None
 
 
 def run(
@@ -251,6 +249,7 @@ def run(
     )
     curves: dict[str, Curve] = {}
     stores: dict[str, Store] = {}
+    champions: dict[str, tuple[ModelOutput, float]] = {}
     fixed5_budget = 5 * len(ids)
     base = {
         "seed": seed, "batch_size": plan.batch, "seed_size": plan.seed_size,
@@ -277,11 +276,21 @@ def run(
         for arm, (cfg, with_model) in specs.items():
             if arm not in arms:
                 continue
-            curve, store = _campaign_arm(
+            curve, store, champion = _campaign_arm(
                 arm, cfg, labeler(), bench, ids, dates, blocks, truth, model if with_model else None, plan,
                 fixed5_budget, log_rounds, progress,
             )  # fmt: skip
             curves[arm], stores[arm] = curve, store
+            if champion is not None:
+                gaps = champion.probs.argmax(axis=1)
+                champions[arm] = (
+                    champion,
+                    float(
+                        np.mean(
+                            [g == truth.get(b, -1) for b, g in zip(champion.building_ids, gaps, strict=True)]
+                        )
+                    ),
+                )
 
     figures: dict[str, Any] = {"preset": preset, "seed": seed, "labeler": labeler_spec, "buildings": len(ids)}
     target = curves["fixed5"].final[1] if "fixed5" in curves else float("nan")
@@ -316,6 +325,9 @@ def run(
             events = stores[arm].model_events(arm)
             figures[f"{arm}_trainings"] = sum(1 for e in events if e.kind == "trained")
             figures[f"{arm}_promotions"] = sum(1 for e in events if e.kind == "promoted")
+            figures[f"{arm}_champion_exact_gap_accuracy"] = champions[arm][1] if arm in champions else None
+    if "verify" in champions:
+        figures.update(witness_check(stores["verify"], champions["verify"][0], truth, len(dates)))
     figures["prep_s"] = round(prep_s, 1)
     figures["wall_s"] = round(time.perf_counter() - began, 1)
     figures["curves"] = {arm: curve.points for arm, curve in curves.items()}
@@ -323,6 +335,44 @@ def run(
         plot_curves(curves, target, bench / "human_effort.png", f"{preset} seed {seed}, {labeler_spec}")
     )
     return figures
+
+
+def witness_check(store: Store, output: ModelOutput, truth: dict[str, int], n_dates: int) -> dict[str, float]:
+    """How the champion should enter aggregation, measured on the arm's own reviews: its gap posterior as one
+    ``GapWitness``, or its per-date marginals P(damaged at t) as ``ModelEmissions`` (the model has no per-date
+    head; weight 1 treats the marginals as independent per-date evidence, 1/T as one witness spread over the
+    dates). Exact-gap accuracy over every building and over the reviewed ones."""
+    table = store.annotations_table()
+    ids = [b for b in output.building_ids if b in truth]
+    rows = {b: i for i, b in enumerate(output.building_ids)}
+    probs = np.clip(output.probs[[rows[b] for b in ids]], 1e-9, None)
+    damaged_by = np.clip(np.cumsum(probs, axis=1)[:, :n_dates], 1e-9, 1 - 1e-9)  # P(g <= t)
+    reviewed = set(table["building_id"])
+    arms: dict[str, dict[str, Any]] = {
+        "none": {},
+        "gap": {"gap_witness": GapWitness(tuple(ids), np.log(probs))},
+        "emissions": {"emissions": ModelEmissions(tuple(ids), np.log1p(-damaged_by), np.log(damaged_by))},
+        "emissions_1_over_T": {
+            "emissions": ModelEmissions(
+                tuple(ids),
+                np.log1p(-damaged_by),
+                np.log(damaged_by),
+                weight=np.full(damaged_by.shape, 1.0 / n_dates),
+            )  # fmt: skip
+        },
+    }
+    out: dict[str, float] = {}
+    for name, witness in arms.items():
+        fit = GapDawidSkene().fit(table, n_dates, building_ids=ids, **witness)
+        gaps = dict(zip(fit.building_ids_, fit.map_gap_.tolist(), strict=True))
+        out[f"witness_{name}_exact"] = float(np.mean([gaps[b] == truth[b] for b in ids]))
+        out[f"witness_{name}_reviewed_exact"] = float(
+            np.mean([gaps[b] == truth[b] for b in ids if b in reviewed])
+        )
+    out["witness_model_alone_exact"] = float(
+        np.mean(probs.argmax(axis=1) == np.array([truth[b] for b in ids]))
+    )
+    return out
 
 
 def plot_curves(curves: dict[str, Curve], target: float, path: Path, title: str) -> Path:

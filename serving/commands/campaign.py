@@ -152,8 +152,9 @@ def _campaign(name: str, quiet: bool = False) -> Any:
             epochs=setup.get("epochs"), warm_epochs=setup.get("warm_epochs"),
         )  # fmt: skip
     return Campaign(
-        store, labeler, cfg, model=model, tracking=settings.tracking(), console=None if quiet else console
-    )
+        store, labeler, cfg, model=model, tracking=settings.tracking(), console=None if quiet else console,
+        labeler_spec=record.labeler,
+    )  # fmt: skip
 
 
 def round_(name: Annotated[str, typer.Option(help="campaign name")] = "default") -> None:

@@ -63,6 +63,17 @@ def test_init_round_run_status_unlock(tmp_path: Path) -> None:
     result = runner.invoke(app, ["campaign", "unlock", "--name", "c1"], env=env)
     assert result.exit_code == 0 and store.lock("c1") is None
 
+    # any labeler named by import path: here the crowd whose errors do not follow the aggregator's model
+    other = [*init[:3], "c3", *init[4:], "--labeler", "experiments.benchmarks.crowds:independent_errors"]
+    assert runner.invoke(app, other, env=env).exit_code == 0
+    result = runner.invoke(app, ["campaign", "round", "--name", "c3"], env=env)
+    assert result.exit_code == 0, result.output
+    assert (
+        Store.open(f"sqlite:///{tmp_path / 'work' / 'striketracker.db'}")
+        .campaign("c3")
+        .labeler.endswith(":independent_errors")
+    )
+
     bad = runner.invoke(app, [*init[:3], "c2", *init[4:], "--mode", "guess"], env=env)
     assert bad.exit_code == 1 and "mode 'guess' is not one of" in bad.output
     missing = runner.invoke(app, ["campaign", "status", "--name", "nope"], env=env)
