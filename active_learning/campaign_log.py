@@ -78,10 +78,10 @@ class CampaignLog:
         run_id = str(run.info.run_id)
         for key, value in params.items():
             client.log_param(run_id, key, str(value)[:500])
-        for key, value in metrics.items():
-            if value is not None and np.isfinite(float(value)):
-                client.log_metric(run_id, key, float(value), step=round_id)
-                client.log_metric(parent_run, key, float(value), step=round_id)
+        for key, number in metrics.items():
+            if number is not None and np.isfinite(float(number)):
+                client.log_metric(run_id, key, float(number), step=round_id)
+                client.log_metric(parent_run, key, float(number), step=round_id)
         if len(scores):
             with tempfile.TemporaryDirectory() as tmp:
                 client.log_artifact(

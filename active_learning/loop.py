@@ -453,23 +453,23 @@ class Campaign:
         counts: Counter[str] = Counter()
         annotations: list[Annotation] = []
         first: dict[str, Annotation] = {}
-        for r in batch.reviews:
-            twin = first.get(r.annotation.external_id)
-            if twin is not None and twin == r.annotation:  # the same answer twice in one pull
+        for review in batch.reviews:
+            twin = first.get(review.annotation.external_id)
+            if twin is not None and twin == review.annotation:  # the same answer twice in one pull
                 counts["received"] += 1
                 counts["redelivered"] += 1
                 continue
-            first.setdefault(r.annotation.external_id, r.annotation)
-            annotations.append(r.annotation)
+            first.setdefault(review.annotation.external_id, review.annotation)
+            annotations.append(review.annotation)
         clean, rejects = self.store.validate(annotations)
         valid = {a.external_id: a for a in clean}
-        task_of = {r.annotation.external_id: r.task_ref for r in batch.reviews}
+        task_of = {review.annotation.external_id: review.task_ref for review in batch.reviews}
         known = self.store.known_external_ids(valid)
         reviewers = self.store.reviewers()
         requests = self.store.requests(self.config.name)
         by_building: dict[str, list[RequestRecord]] = defaultdict(list)
-        for r in requests:
-            by_building[r.building_id].append(r)
+        for request in requests:
+            by_building[request.building_id].append(request)
         open_requests = {b: [r for r in rs if r.status in _OPEN] for b, rs in by_building.items()}
         gone_refs = set(batch.gone) | {r.task_ref for r in requests if r.status == "gone" and r.task_ref}
         latest = self.store.latest_decisions()
@@ -550,14 +550,14 @@ class Campaign:
             )
         for ref, building in batch.gone.items():
             hit = [
-                r
-                for r in by_building.get(building, [])
-                if r.task_ref == ref and r.status in _OPEN and r.id not in updates
+                request
+                for request in by_building.get(building, [])
+                if request.task_ref == ref and request.status in _OPEN and request.id not in updates
             ]
             if hit:
                 counts["tasks_gone"] += 1
-                for r in hit:
-                    updates[r.id] = ("gone", None, "task deleted on the platform")
+                for request in hit:
+                    updates[request.id] = ("gone", None, "task deleted on the platform")
         report = self.store.ingest(
             accepted,
             round_id=round_id,
@@ -676,7 +676,7 @@ class Campaign:
             model_version=output.version if output is not None else None,
             withdraw=withdraw,
             campaign=cfg.name,
-            stage=stage,
+            stage=stage if stage in STAGES else None,  # decided_again: the stage moves on once withdrawn too
             summary=summary,
         )
         self._say(
@@ -760,7 +760,6 @@ class Campaign:
                 and FLAG_MODEL_SETTLED not in latest[b].decision.flags
             ]  # fmt: skip
             if len(audit) < cfg.min_promotion_audit:
-                outcome = None
                 reason = (
                     f"audit set has {len(audit)} human-settled buildings (needs {cfg.min_promotion_audit}); "
                     f"{champion} kept"
@@ -798,7 +797,8 @@ class Campaign:
         summary = self.store.round(round_id).summary
         champion = self.model.champion() if self.model is not None else None
         if champion is not None and champion != summary.get("decided_model"):
-            self._decide(round_id, "decided_again")
+            if summary.get("decided_again_model") != champion:  # else killed between deciding and withdrawing
+                self._decide(round_id, "decided_again")
             self._withdraw(round_id, stage="redecided")
         else:
             self.store.update_round(round_id, stage="redecided")
@@ -865,7 +865,7 @@ class Campaign:
             acquisition = cfg.acquisition
         else:
             acquisition = cfg.acquisition
-        rows_ = []
+        rows_: list[dict[str, Any]] = []
         for rank, (b, s, kind) in enumerate(chosen):
             asked[b] += 1
             rows_.append(
@@ -873,7 +873,7 @@ class Campaign:
                  "acquisition": acquisition if kind in ("acquired", "audit") else kind, "score": float(s), "rank": rank}
             )  # fmt: skip
         self.store.add_requests(cfg.name, round_id, rows_, stage="selected")
-        scores_ = [r["score"] for r in rows_]
+        scores_ = [float(r["score"]) for r in rows_]
         self.store.update_round(
             round_id,
             summary={

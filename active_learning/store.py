@@ -1072,7 +1072,7 @@ class Store:
             )  # fmt: skip
         for start in range(0, len(rows), _CHUNK):
             session.execute(
-                insert(PosteriorRow.__table__), rows[start : start + _CHUNK]
+                insert(cast(Table, PosteriorRow.__table__)), rows[start : start + _CHUNK]
             )  # Core: one per chunk
         return versions
 

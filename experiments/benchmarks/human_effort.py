@@ -38,7 +38,7 @@ import json
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -251,11 +251,11 @@ def run(
     stores: dict[str, Store] = {}
     champions: dict[str, tuple[ModelOutput, float]] = {}
     fixed5_budget = 5 * len(ids)
-    base = {
-        "seed": seed, "batch_size": plan.batch, "seed_size": plan.seed_size,
-        "first_model_labels": plan.first_model_labels, "retrain_min_labels": plan.retrain_min_labels,
-        "min_promotion_audit": plan.min_promotion_audit, "retrain_growth": plan.retrain_growth,
-    }  # fmt: skip
+    base = CampaignConfig(
+        seed=seed, batch_size=plan.batch, seed_size=plan.seed_size, first_model_labels=plan.first_model_labels,
+        retrain_min_labels=plan.retrain_min_labels, min_promotion_audit=plan.min_promotion_audit,
+        retrain_growth=plan.retrain_growth,
+    )  # fmt: skip
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -269,9 +269,9 @@ def run(
                 curves[f"fixed{k}"] = _fixed_arm(k, labeler(), ids, iso, truth, plan.fixed_steps, seed)
                 progress.update(task, total=1, completed=1)
         specs = {
-            "random": (CampaignConfig(name="random", mode="verify", acquisition="random", random_share=0.0, **base), False),
-            "verify": (CampaignConfig(name="verify", mode="verify", acquisition="eig", **base), True),
-            "estimate": (CampaignConfig(name="estimate", mode="estimate", acquisition="eig", **base), True),
+            "random": (replace(base, name="random", mode="verify", acquisition="random", random_share=0.0), False),
+            "verify": (replace(base, name="verify", mode="verify", acquisition="eig"), True),
+            "estimate": (replace(base, name="estimate", mode="estimate", acquisition="eig"), True),
         }  # fmt: skip
         for arm, (cfg, with_model) in specs.items():
             if arm not in arms:

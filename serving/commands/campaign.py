@@ -120,7 +120,7 @@ def _create_project(settings: Any, name: str, overlap: int) -> int:
 def _campaign(name: str, quiet: bool = False) -> Any:
     """The campaign of the store's record, with its labeler and model."""
     from active_learning.champion import RegistryModel
-    from active_learning.labelers import QueueLabeler, load_labeler
+    from active_learning.labelers import Labeler, QueueLabeler, load_labeler
     from active_learning.loop import Campaign, CampaignConfig
     from active_learning.settings import Settings
     from active_learning.store import Store
@@ -132,6 +132,7 @@ def _campaign(name: str, quiet: bool = False) -> Any:
     cfg = CampaignConfig.from_dict(record.config)
     scenario = Path(setup["scenario"]) if setup.get("scenario") else None
     folder = settings.work_dir / "campaigns" / name
+    labeler: Labeler
     if record.labeler == "labelstudio":
         from labeling.queue import LabelStudioQueue
         from serving.labelstudio import label_studio_client, pseudonym_secret
