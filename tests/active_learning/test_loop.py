@@ -174,3 +174,39 @@ def test_a_labeler_down_mid_round_is_waited_for_and_caught_up(tmp_path: Path) ->
     assert resumed.round_id == stuck.id and resumed.resumed_from == "started"
     assert _answers_in_store(store) == sorted(labeler.inner.answered())
     assert store.lock("t") is None
+
+
+def test_every_round_is_a_child_run_of_the_campaigns_parent_run_in_mlflow(tmp_path: Path) -> None:
+    from active_learning.campaign_log import EXPERIMENT
+    from model.registry import Tracking
+
+    ts = truths(30)
+    store = open_store(tmp_path / "s.db", ts)
+    tracking = Tracking(f"sqlite:///{tmp_path / 'mlflow.db'}", artifact_root=str(tmp_path / "artifacts"))
+    campaign = Campaign(
+        store, pool_labeler(ts), config(), model=FakeModel(ts, accuracy=0.95), tracking=tracking
+    )
+    for _ in range(3):
+        campaign.run_round()
+    client = tracking.client()
+    experiment = client.get_experiment_by_name(EXPERIMENT)
+    assert experiment is not None
+    runs = client.search_runs([experiment.experiment_id], filter_string="tags.campaign = 't'")
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    assert len(parents) == 1 and store.campaign("t").mlflow_run_id == parents[0].info.run_id
+    assert parents[0].data.params["mode"] == "verify"
+    assert sorted(int(r.data.tags["round_id"]) for r in children) == [r.id for r in store.rounds("t")]
+    assert {r.data.tags["mlflow.parentRunId"] for r in children} == {parents[0].info.run_id}
+    last = max(children, key=lambda r: int(r.data.tags["round_id"]))
+    status = campaign_status(store, "t")
+    assert last.data.metrics["annotations"] == status.annotations
+    assert last.data.metrics["settled"] == status.statuses.get("settled", 0)
+    assert {"contested", "in_review", "selected"} <= set(last.data.metrics)
+    assert any("labels_used" in r.data.metrics for r in children)  # the rounds that trained a model
+    champion = store.round(int(last.data.tags["round_id"])).model_version
+    assert champion and last.data.params["model_version"] == champion
+    artifacts = {a.path for a in client.list_artifacts(last.info.run_id)}
+    assert "acquisition_scores.png" in artifacts
+    history = client.get_metric_history(parents[0].info.run_id, "annotations")
+    assert [m.step for m in history] == [r.id for r in store.rounds("t")]  # the curve over rounds, once each
