@@ -29,8 +29,8 @@ from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from active_learning.settings import Settings
-from labeling import WebhookEvent
 from serving.errors import ServingError, VerdictError
+from serving.events import ReceivedWebhook
 from serving.mlbackend import Predictor
 from serving.resources import build_resources
 from serving.routes import buildings, campaign, chips, exports, metrics, mlbackend, review, webhooks
@@ -152,14 +152,14 @@ def create_app(
     settings: Settings,
     *,
     predictor: Predictor | None = None,
-    webhook_sink: Callable[[WebhookEvent], None] | None = None,
+    webhook_sink: Callable[[ReceivedWebhook], None] | None = None,
 ) -> FastAPI:
     """Build the service.
 
     Args:
         settings: the one configuration object (store, chip cache, MLflow, secrets, limits).
         predictor: the model behind ``/predict`` (default: the MLflow champion over the chip cache).
-        webhook_sink: receives verified webhook events (default: the queue that stores them in the store).
+        webhook_sink: receives verified webhooks (default: the queue that stores them, :mod:`serving.events`).
     """
     resources = build_resources(settings, predictor=predictor, webhook_sink=webhook_sink)
 

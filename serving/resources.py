@@ -8,10 +8,9 @@ from pathlib import Path
 
 from active_learning.settings import Settings
 from active_learning.store import Store
-from labeling import WebhookEvent
 from serving.catalog import Catalog
 from serving.chips import ChipSource
-from serving.events import EventOutcome, EventQueue, apply_event
+from serving.events import EventOutcome, EventQueue, ReceivedWebhook, apply_webhook
 from serving.labelstudio import pseudonym_secret, webhook_secret
 from serving.metrics import ServiceMetrics
 from serving.mlbackend import ChampionPredictor, Predictor
@@ -35,7 +34,7 @@ class Resources:
         token: the bearer token of write endpoints.
         webhook_secret: the shared secret Label Studio sends with webhooks.
         pseudonym_secret: key of the volunteer pseudonyms.
-        webhook_sink: where verified events go (default: ``events.submit``).
+        webhook_sink: where verified webhooks go (default: ``events.submit``).
     """
 
     settings: Settings
@@ -48,14 +47,14 @@ class Resources:
     token: str
     webhook_secret: str
     pseudonym_secret: bytes
-    webhook_sink: Callable[[WebhookEvent], None]
+    webhook_sink: Callable[[ReceivedWebhook], None]
 
 
 def build_resources(
     settings: Settings,
     *,
     predictor: Predictor | None = None,
-    webhook_sink: Callable[[WebhookEvent], None] | None = None,
+    webhook_sink: Callable[[ReceivedWebhook], None] | None = None,
 ) -> Resources:
     """Open the store (migrating it), point at the chip cache and the MLflow champion, derive the secrets."""
     store = Store.open(settings.database_url)
@@ -64,11 +63,11 @@ def build_resources(
     catalog = Catalog(store, chips)
     metrics = ServiceMetrics()
 
-    def done(event: WebhookEvent, outcome: EventOutcome | None) -> None:
+    def done(received: ReceivedWebhook, outcome: EventOutcome | None) -> None:
         catalog.invalidate()
-        metrics.webhooks.labels(event.action, "stored" if outcome is not None else "failed").inc()
+        metrics.webhooks.labels(received.event.action, "stored" if outcome is not None else "failed").inc()
 
-    events = EventQueue(lambda e: apply_event(store, e), done)
+    events = EventQueue(lambda r: apply_webhook(store, r), done)
     resources = Resources(
         settings=settings,
         store=store,

@@ -200,9 +200,31 @@ class QueueOut(_Out):
 class RoundOut(_Out):
     id: int
     kind: str
+    campaign: str | None = Field(description="the campaign it belongs to (None for aggregation rounds)")
+    stage: str | None = Field(description="the last step a campaign round completed")
+    model_version: str | None
     note: str
     started_at: dt.datetime
     finished_at: dt.datetime | None
+
+
+class CampaignRunOut(_Out):
+    """One campaign of the store (``striketracker campaign init``): its rounds, requests, models and audit."""
+
+    name: str
+    mode: str = Field(description="verify or estimate")
+    labeler: str
+    rounds: int = Field(description="finished rounds")
+    open_round: int | None = Field(description="an interrupted round, or None")
+    open_stage: str | None
+    requests: dict[str, int] = Field(description="review requests per status")
+    reviews_answered: int = Field(description="review requests answered by volunteers")
+    model_settled: int = Field(description="buildings settled by the model alone")
+    champion: str | None = Field(description="the champion the last finished round used")
+    model_events: dict[str, int] = Field(description="trained, promoted, kept, skipped")
+    audit: dict[str, float] = Field(
+        description="estimate mode: accuracy of the model's dates on the audit sample, lo90, hi90, judged, sample"
+    )
 
 
 class AuditOut(_Out):
@@ -217,6 +239,7 @@ class AuditOut(_Out):
 
 class CampaignOut(_Out):
     rounds: list[RoundOut]
+    campaigns: list[CampaignRunOut]
     annotations_spent: int = Field(description="human reviews stored (volunteers, not researchers)")
     expert_verdicts: int
     buildings: int

@@ -1,4 +1,4 @@
-"""Label Studio -> store of record: pulls and webhooks write annotations, with their cursor, into the store.
+"""Label Studio -> store of record: the pull writes annotations, with its cursor, into the store.
 
 One :func:`sync_project` call is one reconciliation pass through ``labeling.queue.LabelStudioQueue``: it pulls
 what changed since the cursor saved in the store (everything on the first pass, or with ``full``), maps each
@@ -11,9 +11,8 @@ fresh store (no cursor) reads everything again instead of silently skipping it. 
 lets the store dedupe. Tasks deleted in Label Studio are reported (``deleted_buildings``); the reviews they held
 were real reviews and stay.
 
-:func:`store_webhook` is what the webhook route calls: a verified webhook's annotations go straight into the
-store (same idempotency as the pull, which reconciles anything a webhook lost), deletions retract, and an
-annotation that fails conversion is quarantined with its raw JSON.
+Webhooks reach the store through :mod:`serving.events`, with the same mapping (:func:`to_annotation`,
+:func:`quarantine_item`, :data:`RETRACT_REASON`); this pass reconciles anything a lost webhook missed.
 """
 
 from __future__ import annotations
@@ -23,18 +22,13 @@ from dataclasses import dataclass
 
 from active_learning import Annotation, State
 from active_learning.store import IngestReport, QuarantineItem, Store
-from labeling import LabelStudioClient, PulledAnnotation, WebhookEvent, parse_webhook
-from labeling.queue import FailedAnnotation, LabelStudioQueue, failed_from_webhook
+from labeling import LabelStudioClient, PulledAnnotation
+from labeling.queue import FailedAnnotation, LabelStudioQueue
 
-__all__ = [
-    "SyncReport",
-    "WebhookReport",
-    "apply_webhook",
-    "cursor_key",
-    "store_webhook",
-    "sync_project",
-    "to_annotation",
-]
+__all__ = ["RETRACT_REASON", "SyncReport", "cursor_key", "quarantine_item", "sync_project", "to_annotation"]
+
+RETRACT_REASON = "deleted in Label Studio"
+"""Why an annotation deleted inside a Label Studio task is retracted (by the pull or a webhook)."""
 
 
 @dataclass(frozen=True)
@@ -48,20 +42,6 @@ class SyncReport:
     retracted: int
     deleted_buildings: tuple[str, ...]
     problems: tuple[str, ...]
-    stale: int = 0
-    kept_retracted: int = 0
-
-
-@dataclass(frozen=True)
-class WebhookReport:
-    """What one webhook did in the store."""
-
-    action: str
-    inserted: int
-    updated: int
-    unchanged: int
-    quarantined: int
-    retracted: int
     stale: int = 0
     kept_retracted: int = 0
 
@@ -86,7 +66,8 @@ def cursor_key(project_id: int) -> str:
     return f"labelstudio:project:{project_id}"
 
 
-def _quarantined(failed: FailedAnnotation) -> QuarantineItem:
+def quarantine_item(failed: FailedAnnotation) -> QuarantineItem:
+    """The store's quarantine entry of an annotation that failed conversion (its raw JSON kept)."""
     return QuarantineItem(
         failed.external_id,
         failed.building_id,
@@ -126,8 +107,8 @@ def sync_project(
         round_id=round_id,
         allow_updates=True,
         retract=pulled.deleted,
-        retract_reason="deleted in Label Studio",
-        quarantine=[_quarantined(f) for f in pulled.failed],
+        retract_reason=RETRACT_REASON,
+        quarantine=[quarantine_item(f) for f in pulled.failed],
         cursor=(key, pulled.cursor),
     )
     return SyncReport(
@@ -141,35 +122,3 @@ def sync_project(
         stale=len(report.stale),
         kept_retracted=len(report.kept_retracted),
     )
-
-
-def apply_webhook(store: Store, event: WebhookEvent, failed: FailedAnnotation | None = None) -> WebhookReport:
-    """Write one parsed webhook into the store: annotations (updates allowed), retractions, a failed conversion."""
-    report = store.ingest(
-        [to_annotation(p) for p in event.annotations],
-        allow_updates=True,
-        retract=event.deleted,
-        retract_reason="deleted in Label Studio (webhook)",
-        quarantine=[_quarantined(failed)] if failed is not None else [],
-    )
-    return WebhookReport(
-        action=event.action,
-        inserted=len(report.inserted),
-        updated=len(report.updated),
-        unchanged=len(report.unchanged),
-        quarantined=len(report.quarantined),
-        retracted=len(report.retracted),
-        stale=len(report.stale),
-        kept_retracted=len(report.kept_retracted),
-    )
-
-
-def store_webhook(store: Store, body: bytes, *, secret: bytes) -> WebhookReport:
-    """Parse a verified webhook body and write it into the store (:func:`apply_webhook`).
-
-    The route verifies the shared secret first; this raises ``labeling.WebhookPayloadError`` for a body that is
-    not a webhook (the route answers 400).
-    """
-    event = parse_webhook(body, secret=secret)
-    failed = failed_from_webhook(body, secret=secret) if not event.annotations else None
-    return apply_webhook(store, event, failed)

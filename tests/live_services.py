@@ -120,7 +120,7 @@ def running(app: Any, port: int | None = None) -> Iterator[str]:
 @contextmanager
 def _serve(settings: Settings, live: LiveService) -> Iterator[LiveService]:
     """Run the striketracker app for ``settings``; webhook events are collected in ``live.events``."""
-    app = create_app(settings, webhook_sink=live.events.append)
+    app = create_app(settings, webhook_sink=lambda received: live.events.append(received.event))
     live.pseudonym_secret = app.state.resources.pseudonym_secret
     with running(app) as url:
         live.url = url

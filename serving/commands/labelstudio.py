@@ -83,31 +83,37 @@ def register(app: typer.Typer) -> None:
     @group.command()
     def sync(
         project: int = typer.Option(..., help="Label Studio project id"),
-        full: bool = typer.Option(False, help="read every task (reconciliation from scratch)"),
+        full: bool = typer.Option(False, help="read every task again (the store dedupes what it has)"),
     ) -> None:
-        """Pull new, edited and deleted annotations of a project into the store of record."""
+        """Pull new, edited and deleted annotations of a project into the store (cursor kept in the store)."""
         from active_learning.store import Store
-        from serving.sync import state_path, sync_project
+        from serving.sync import sync_project
 
         settings = Settings.from_env()
         client = label_studio_client(settings)
         try:
-            report = sync_project(
-                client,
-                Store.open(settings.database_url),
-                project,
-                secret=pseudonym_secret(settings),
-                state_file=state_path(settings.work_dir, project),
-                full=full,
-            )
+            with console.status(f"pulling project {project} from {settings.label_studio_url}"):
+                report = sync_project(
+                    client,
+                    Store.open(settings.database_url),
+                    project,
+                    secret=pseudonym_secret(settings),
+                    full=full,
+                )
         except LabelingError as exc:
             _fail(exc)
         finally:
             client.close()
         console.print(
             f"project {project}: {report.inserted} new, {report.updated} edited, {report.retracted} retracted, "
-            f"{report.unchanged} unchanged, {report.quarantined} quarantined ({report.tasks_fetched} tasks read)"
+            f"{report.unchanged} unchanged, {report.quarantined} quarantined, {report.stale} stale, "
+            f"{report.kept_retracted} arrived after their retraction"
         )
+        if report.deleted_buildings:
+            console.print(
+                f"tasks deleted in Label Studio for {len(report.deleted_buildings)} buildings "
+                f"(their reviews stay): {', '.join(report.deleted_buildings[:10])}"
+            )
         for line in report.problems[:20]:
             console.print(f"[yellow]problem:[/yellow] {line}")
 

@@ -5,7 +5,9 @@ to the service (``/webhooks/labelstudio``, with the shared secret) and connects 
 ML backend, then records the project in ``<work>/labelstudio/project.json`` so later commands need no id.
 ``push`` sends buildings as tasks, with the store's latest posterior as the (hidden) prediction whose score
 drives uncertainty sampling: buildings named with ``--building``, or the first ``--queue N`` of the labeling
-queue (the least confident open buildings). The sync state is updated so ``labelstudio sync`` knows the tasks.
+queue (the least confident open buildings). A building already in the project is not pushed again. Nothing
+about the tasks is kept on this side: ``labelstudio sync`` learns them from Label Studio (its cursor lives in
+the store).
 """
 
 from __future__ import annotations
@@ -131,7 +133,6 @@ def push(
     from serving.chips import ChipSource
     from serving.push import task_specs
     from serving.routes.campaign import review_queue
-    from serving.sync import load_sync_state, state_path
 
     settings = Settings.from_env()
     if project is None:
@@ -159,21 +160,18 @@ def push(
     from serving.labelstudio import label_studio_client
 
     client = label_studio_client(settings)
-    state_file = state_path(settings.work_dir, project)
     try:
         result = client.push(
             project,
             specs,
             public_base_url=settings.public_base_url,
             model_version=version,
-            state=load_sync_state(state_file, project),
         )
     except LabelingError as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(code=1) from None
     finally:
         client.close()
-    _write_atomic(state_file, result.state.to_json())
     typer.echo(
         f"project {project}: {len(result.created)} tasks created, {len(result.existing)} already there, "
         f"{result.predictions} predictions ({version})"

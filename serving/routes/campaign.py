@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
 
@@ -12,7 +12,16 @@ from active_learning.store import Store
 from serving.catalog import DatedBuilding, Snapshot
 from serving.dependencies import SnapshotDep, StoreDep
 from serving.routes.responses import ERRORS
-from serving.schemas import AuditOut, CampaignOut, QueueItemOut, QueueOut, RoundOut, TimelineOut, WeekOut
+from serving.schemas import (
+    AuditOut,
+    CampaignOut,
+    CampaignRunOut,
+    QueueItemOut,
+    QueueOut,
+    RoundOut,
+    TimelineOut,
+    WeekOut,
+)
 from serving.timeline import BAND, destruction_timeline
 
 __all__ = ["campaign_summary", "review_queue", "router", "weekly_timeline"]
@@ -98,31 +107,76 @@ def _audit(store: Store, snapshot: Snapshot) -> AuditOut:
     )
 
 
-def campaign_summary(store: Store, snapshot: Snapshot) -> CampaignOut:
-    """Rounds, annotations spent, status counts and the researchers' audit of the system's dates."""
+def _campaign_run(store: Store, name: str) -> CampaignRunOut:
+    """One campaign as the campaign tables record it (``active_learning.loop.campaign_status``)."""
+    from active_learning.loop import campaign_status  # the campaign loop's modules load on first use only
+
+    status = campaign_status(store, name)
+    events = Counter(e.kind for e in store.model_events(name))
+    return CampaignRunOut(
+        name=status.name,
+        mode=status.mode,
+        labeler=status.labeler,
+        rounds=status.rounds,
+        open_round=status.open_round[0] if status.open_round else None,
+        open_stage=status.open_round[1] if status.open_round else None,
+        requests=dict(sorted(status.requests.items())),
+        reviews_answered=status.requests.get("answered", 0),
+        model_settled=status.model_settled,
+        champion=status.champion,
+        model_events=dict(sorted(events.items())),
+        audit=status.audit,
+    )
+
+
+def _crowd_counts(store: Store, snapshot: Snapshot) -> dict[str, Any]:
+    """What the snapshot decides: annotations spent, status counts, the researchers' audit."""
     log = store.annotation_log()
     sources = Counter(source for _, _, _, source, _ in log)
     statuses = Counter(b.status for b in snapshot.buildings.values())
+    return {
+        "annotations_spent": sum(n for s, n in sources.items() if s != "expert"),
+        "expert_verdicts": sources.get("expert", 0),
+        "buildings": len(snapshot.buildings),
+        "statuses": dict(sorted(statuses.items())),
+        "settled": statuses.get(str(Status.SETTLED), 0),
+        "contested": statuses.get(str(Status.CONTESTED), 0),
+        "flagged": len(review_queue(snapshot, "review")),
+        "audit": _audit(store, snapshot),
+    }
+
+
+def campaign_summary(store: Store, snapshot: Snapshot) -> CampaignOut:
+    """Rounds, the campaigns' progress, annotations spent, status counts and the audits of the system's dates.
+
+    The counts derived from the snapshot are computed once per snapshot; rounds and the campaign tables are read
+    on every call, because a round's stage, its requests and model events change without changing the store's
+    change stamp.
+    """
     return CampaignOut(
         rounds=[
-            RoundOut(id=r.id, kind=r.kind, note=r.note, started_at=r.started_at, finished_at=r.finished_at)
+            RoundOut(
+                id=r.id,
+                kind=r.kind,
+                campaign=r.campaign,
+                stage=r.stage,
+                model_version=r.model_version,
+                note=r.note,
+                started_at=r.started_at,
+                finished_at=r.finished_at,
+            )
             for r in store.rounds()
         ],
-        annotations_spent=sum(n for s, n in sources.items() if s != "expert"),
-        expert_verdicts=sources.get("expert", 0),
-        buildings=len(snapshot.buildings),
-        statuses=dict(sorted(statuses.items())),
-        settled=statuses.get(str(Status.SETTLED), 0),
-        contested=statuses.get(str(Status.CONTESTED), 0),
-        flagged=len(review_queue(snapshot, "review")),
-        audit=_audit(store, snapshot),
+        campaigns=[_campaign_run(store, c.name) for c in store.campaigns()],
+        **snapshot.memo("campaign", lambda: _crowd_counts(store, snapshot)),
     )
 
 
 @router.get("/campaign", response_model=CampaignOut, summary="How the campaign stands")
 def get_campaign(store: StoreDep, snapshot: SnapshotDep) -> CampaignOut:
-    """Rounds, annotations spent, settled and contested counts, and the audit accuracy of the system's dates."""
-    return snapshot.memo("campaign", lambda: campaign_summary(store, snapshot))
+    """Rounds, each campaign's progress (requests, models, audit), annotations spent, settled and contested
+    counts, and the researchers' audit of the system's dates."""
+    return campaign_summary(store, snapshot)
 
 
 def weekly_timeline(snapshot: Snapshot) -> TimelineOut:

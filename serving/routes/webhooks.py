@@ -14,8 +14,9 @@ import logging
 from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel
 
-from labeling import SECRET_HEADER, WebhookAuthError, WebhookPayloadError, parse_webhook, verify_secret
+from labeling import SECRET_HEADER, WebhookAuthError, WebhookPayloadError, verify_secret
 from serving.dependencies import ResourcesDep
+from serving.events import read_webhook
 from serving.routes.responses import ERRORS
 
 __all__ = ["WebhookAck", "receive_webhook", "router"]
@@ -35,7 +36,7 @@ class WebhookAck(BaseModel):
 
 
 async def receive_webhook(request: Request, resources: ResourcesDep) -> WebhookAck:
-    """Verify the secret, parse the body, queue the event; answers in milliseconds."""
+    """Verify the secret, read the body, queue it for the store; answers in milliseconds."""
     metrics = resources.metrics
     try:
         verify_secret(request.headers.get(SECRET_HEADER), resources.webhook_secret)
@@ -45,16 +46,17 @@ async def receive_webhook(request: Request, resources: ResourcesDep) -> WebhookA
         raise HTTPException(status_code=401, detail="invalid webhook secret") from None
     body = await request.body()
     try:
-        event = parse_webhook(body, secret=resources.pseudonym_secret)
+        received = read_webhook(body, secret=resources.pseudonym_secret)
     except WebhookPayloadError as exc:
         logger.warning("malformed webhook rejected: %s", exc)
         metrics.webhooks.labels("unknown", "rejected").inc()
         raise HTTPException(status_code=400, detail="malformed webhook body") from None
+    event = received.event
     if event.problems:
-        logger.warning("webhook %s: %d parts unusable (not stored)", event.action, len(event.problems))
-    queued = bool(event.annotations or event.deleted)
+        logger.warning("webhook %s: %d parts unusable", event.action, len(event.problems))
+    queued = received.stores_anything
     if queued:
-        resources.webhook_sink(event)
+        resources.webhook_sink(received)
     else:
         metrics.webhooks.labels(event.action, "ignored").inc()
     return WebhookAck(

@@ -9,6 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from serving.timeline import destruction_timeline
+from tests.serving.world import World
 
 
 def test_review_queue_puts_contested_first_and_drops_judged_buildings(
@@ -52,6 +53,42 @@ def test_campaign_counts_and_audit(client: TestClient, auth: dict[str, str]) -> 
         "accuracy": 0.5,
         "within_one_accuracy": 0.5,
     }
+
+
+def test_campaign_reads_the_campaign_tables(client: TestClient, world: World) -> None:
+    """A campaign's rounds, requests, model events and estimate-mode audit as the campaign loop stores them."""
+    store = world.store
+    assert client.get("/api/campaign").json()["campaigns"] == []
+    store.create_campaign("district", "estimate", "labelstudio", {"batch": 3})
+    done = store.start_round("campaign", {"batch": 3}, campaign="district")
+    store.add_requests(
+        "district", done,
+        [{"request_key": f"{b}#0", "building_id": b, "kind": "acquired", "acquisition": "entropy", "score": 0.5,
+          "rank": i} for i, b in enumerate(["B001", "B002", "B003"])],
+    )  # fmt: skip
+    first, *_ = [r.id for r in store.requests("district")]
+    store.mark_requests([first], "answered", reason="reviewed")
+    store.record_model_event("district", "trained", round_id=done, model_version="striketracker-dating/2")
+    store.record_model_event("district", "kept", round_id=done, model_version="striketracker-dating/1")
+    # the model said gap 3 for B000 (the volunteers agree) and gap 1 for B004 (they said 0); B003 is unjudged
+    audit = {"B000": {"model_gap": 3}, "B004": {"model_gap": 1}, "B003": {"model_gap": 5}}
+    store.add_audit_buildings("district", "estimate", audit, round_id=done, detail=audit)
+    store.update_round(done, stage="done", model_version="striketracker-dating/1", finished=True)
+    interrupted = store.start_round("campaign", campaign="district")
+    store.update_round(interrupted, stage="pulled")
+
+    c = client.get("/api/campaign").json()
+    (run,) = c["campaigns"]
+    assert (run["name"], run["mode"], run["labeler"], run["rounds"]) == ("district", "estimate", "labelstudio", 1)
+    assert (run["open_round"], run["open_stage"]) == (interrupted, "pulled")
+    assert run["requests"] == {"answered": 1, "to_push": 2} and run["reviews_answered"] == 1
+    assert run["champion"] == "striketracker-dating/1"
+    assert run["model_events"] == {"kept": 1, "trained": 1}
+    assert run["audit"]["accuracy"] == 0.5 and run["audit"]["judged"] == 2 and run["audit"]["sample"] == 3
+    assert run["audit"]["lo90"] < 0.5 < run["audit"]["hi90"]
+    rounds = {r["id"]: r for r in c["rounds"]}
+    assert rounds[done]["campaign"] == "district" and rounds[done]["stage"] == "done"
+    assert rounds[interrupted]["finished_at"] is None
 
 
 def test_timeline_endpoint_counts_every_building_once(client: TestClient) -> None:

@@ -1,4 +1,4 @@
-"""The webhook -> store step and its worker; buildings -> Label Studio task specs."""
+"""The webhook -> store step (serving.events) and its worker; buildings -> Label Studio task specs."""
 
 from __future__ import annotations
 
@@ -10,39 +10,39 @@ import pytest
 from labeling import PulledAnnotation, WebhookEvent
 from serving.catalog import Catalog
 from serving.chips import ChipSource
-from serving.events import EventOutcome, EventQueue, apply_event
+from serving.events import EventOutcome, EventQueue, ReceivedWebhook, apply_webhook
 from serving.push import POSTERIOR_VERSION, task_specs
 from tests.serving.world import DATES, World
 
 
-def _event(action: str = "ANNOTATION_CREATED", ext: str = "ls:1", building: str = "B000") -> WebhookEvent:
+def _event(action: str = "ANNOTATION_CREATED", ext: str = "ls:1", building: str = "B000") -> ReceivedWebhook:
     pulled = PulledAnnotation(
         building, "v-0123", ("intact", "intact", "damaged", "damaged", "damaged"),
         dt.datetime(2026, 11, 1, tzinfo=dt.UTC), ext,
     )  # fmt: skip
-    return WebhookEvent(action, 3, annotations=(pulled,))
+    return ReceivedWebhook(WebhookEvent(action, 3, annotations=(pulled,)))
 
 
-def test_apply_event_is_idempotent_and_retracts(world: World) -> None:
-    assert apply_event(world.store, _event()) == EventOutcome("ANNOTATION_CREATED", inserted=1)
-    assert apply_event(world.store, _event()) == EventOutcome("ANNOTATION_CREATED", unchanged=1)
-    assert apply_event(world.store, _event(ext="ls:2", building="B404")).quarantined == 1
-    deleted = WebhookEvent("ANNOTATIONS_DELETED", 3, deleted=("ls:1", "ls:99"))
-    assert apply_event(world.store, deleted) == EventOutcome("ANNOTATIONS_DELETED", retracted=1)
-    assert apply_event(world.store, deleted).retracted == 0
+def test_apply_webhook_is_idempotent_and_retracts(world: World) -> None:
+    assert apply_webhook(world.store, _event()) == EventOutcome("ANNOTATION_CREATED", inserted=1)
+    assert apply_webhook(world.store, _event()) == EventOutcome("ANNOTATION_CREATED", unchanged=1)
+    assert apply_webhook(world.store, _event(ext="ls:2", building="B404")).quarantined == 1
+    deleted = ReceivedWebhook(WebhookEvent("ANNOTATIONS_DELETED", 3, deleted=("ls:1", "ls:99")))
+    assert apply_webhook(world.store, deleted) == EventOutcome("ANNOTATIONS_DELETED", retracted=1)
+    assert apply_webhook(world.store, deleted).retracted == 0
 
 
 def test_the_worker_survives_a_failing_event_and_keeps_order(caplog: pytest.LogCaptureFixture) -> None:
     seen: list[str] = []
     done: list[tuple[str, bool]] = []
 
-    def apply(event: WebhookEvent) -> EventOutcome:
-        if event.annotations[0].external_id == "ls:bad":
+    def apply(received: ReceivedWebhook) -> EventOutcome:
+        if received.event.annotations[0].external_id == "ls:bad":
             raise RuntimeError("the store is on fire")
-        seen.append(event.annotations[0].external_id)
-        return EventOutcome(event.action, inserted=1)
+        seen.append(received.event.annotations[0].external_id)
+        return EventOutcome(received.event.action, inserted=1)
 
-    queue = EventQueue(apply, lambda e, o: done.append((e.annotations[0].external_id, o is not None)))
+    queue = EventQueue(apply, lambda r, o: done.append((r.event.annotations[0].external_id, o is not None)))
     with caplog.at_level(logging.ERROR):
         for ext in ("ls:1", "ls:bad", "ls:2", "ls:3"):
             queue.submit(_event(ext=ext))

@@ -137,6 +137,12 @@ def test_label_studio_uses_the_service_as_ml_backend_and_webhook(live: Live, reg
         _metric(live.url, "striketracker_webhook_events_total", action="ANNOTATION_CREATED", outcome="stored")
         == 2
     )
+    # the reconciliation pass finds what the webhook stored, from the store's cursor; --full re-reads it all
+    for args in ([], ["--full"]):
+        synced = runner.invoke(cli, ["labelstudio", "sync", "--project", str(pid), *args], env=live.env)
+        assert synced.exit_code == 0, synced.output
+        assert f"project {pid}: 0 new, 0 edited, 0 retracted, 1 unchanged" in synced.output, synced.output
+    assert _store(live).cursor(f"labelstudio:project:{pid}")
     live.client.update_annotation(annotation, states_to_result(("intact",) * len(DATES)))
     live.client.delete_annotation(annotation)
     events.join()

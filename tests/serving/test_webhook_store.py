@@ -10,7 +10,7 @@ import pytest
 
 from active_learning.store import Store
 from labeling import WebhookPayloadError
-from serving.sync import store_webhook
+from serving.events import store_webhook
 
 DATA = Path(__file__).parents[1] / "labeling" / "data"
 SECRET = b"pseudonym-key"

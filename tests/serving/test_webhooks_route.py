@@ -78,13 +78,13 @@ def gated(world: World, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[TestC
     import serving.resources
 
     gate = threading.Event()
-    real = serving.resources.apply_event
+    real = serving.resources.apply_webhook
 
-    def slow(store, event):  # type: ignore[no-untyped-def]
+    def slow(store, received):  # type: ignore[no-untyped-def]
         gate.wait(timeout=30)
-        return real(store, event)
+        return real(store, received)
 
-    monkeypatch.setattr(serving.resources, "apply_event", slow)
+    monkeypatch.setattr(serving.resources, "apply_webhook", slow)
     with TestClient(create_app(world.settings)) as client:
         yield client, gate
         gate.set()
