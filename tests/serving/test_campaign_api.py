@@ -79,7 +79,8 @@ def test_campaign_reads_the_campaign_tables(client: TestClient, world: World) ->
 
     c = client.get("/api/campaign").json()
     (run,) = c["campaigns"]
-    assert (run["name"], run["mode"], run["labeler"], run["rounds"]) == ("district", "estimate", "labelstudio", 1)
+    assert (run["name"], run["mode"], run["labeler"]) == ("district", "estimate", "labelstudio")
+    assert run["rounds"] == 1
     assert (run["open_round"], run["open_stage"]) == (interrupted, "pulled")
     assert run["requests"] == {"answered": 1, "to_push": 2} and run["reviews_answered"] == 1
     assert run["champion"] == "striketracker-dating/1"
