@@ -158,7 +158,7 @@ def test_a_labeler_down_mid_round_is_waited_for_and_caught_up(tmp_path: Path) ->
     report = campaign.run_round()  # pull fails three times, push once, then both go through
     assert sleeps == [2.0, 4.0, 8.0, 2.0]
     assert report.summary["retries_pull"] == 3 and report.summary["retries_push"] == 1
-    assert report.pull["answered"] == 8
+    assert report.pull["answered"] == 16  # the seed batch: 8 buildings, min_reviews (2) requests each
 
     # down for longer than the campaign waits: the round stops, saved; the next run catches up
     labeler.faults.down_pulls |= set(range(labeler.pulls + 1, labeler.pulls + 30))
