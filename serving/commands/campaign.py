@@ -28,7 +28,7 @@ _CONFIGS = Path("experiments") / "configs"
 
 
 def _fail(exc: Exception) -> None:
-    console.print(f"[red]error:[/red] {exc}")
+    console.print(f"[red]error:[/red] {exc}", soft_wrap=True)  # paths and commands stay copyable
     raise typer.Exit(code=1)
 
 

@@ -125,6 +125,9 @@ class Faults:
         default_factory=dict
     )  # pull call -> a late answer
     gone_on: dict[int, int] = field(default_factory=dict)  # pull call -> delete this many open tasks
+    answer_gone_on: set[int] = field(
+        default_factory=set
+    )  # pull calls that bring an answer for each deleted task
 
 
 class FaultyLabeler:
@@ -159,6 +162,7 @@ class FaultyLabeler:
             for key, task in open_tasks[: self.faults.gone_on[n]]:
                 task["status"] = "deleted"
                 gone[f"task:{key}"] = task["building_id"]
+        self.gone.update(gone)
         batch = self.inner.pull(cursor)
         reviews = list(batch.reviews)
         if n in self.faults.duplicate_on and reviews:
@@ -169,6 +173,9 @@ class FaultyLabeler:
                 first, external_id=first.external_id + ":again", states=tuple(reversed(first.states))
             )
             reviews.append(LabeledReview(again, reviews[0].task_ref))
+        if n in self.faults.answer_gone_on:  # answered in a volunteer's open tab before the task was deleted
+            for i, (ref, building) in enumerate(sorted(self.gone.items())):
+                reviews.append(LabeledReview(stray(building, f"v-tab-{i}", f"tab:{ref}"), ref))
         if n in self.faults.unsolicited:
             reviews.append(LabeledReview(self.faults.unsolicited[n], "task:nowhere"))
         if n in self.faults.extra and self.store is not None:

@@ -148,6 +148,31 @@ def test_tasks_deleted_on_the_platform_are_counted_and_their_buildings_asked_aga
     assert _answers_in_store(store) == sorted(labeler.inner.answered())
 
 
+def test_an_answer_for_a_task_deleted_on_the_platform_is_kept_and_counted_once(tmp_path: Path) -> None:
+    ts = truths(30)
+    store = open_store(tmp_path / "s.db", ts)
+    labeler = FaultyLabeler(pool_labeler(ts), Faults(gone_on={2: 2}, answer_gone_on={3}))
+    campaign = Campaign(store, labeler, config(seed_size=8, batch_size=8))
+    for _ in range(4):
+        campaign.run_round()
+    late = sorted(f"tab:{ref}" for ref in labeler.gone)
+    assert len(late) == 2
+    assert _answers_in_store(store) == sorted([*labeler.inner.answered(), *late])  # nothing lost
+    counts = _pull_counts(store)
+    kinds = ("answered", "redelivered", "unsolicited", "repeat_reviewer", "for_gone_task", "after_settled",
+             "surplus", "invalid", "conversion_failed")  # fmt: skip
+    assert counts["received"] == sum(counts[k] for k in kinds)  # each answer counted under one heading
+    answering = [r.answer_external_id for r in store.requests("t") if r.answer_external_id]
+    assert len(answering) == len(set(answering))  # no answer closes two requests
+    assert (
+        counts["tasks_gone"] == 2 and counts["for_gone_task"] == 2
+    )  # the re-asked request was answered first
+    assert not set(late) & set(answering)  # a deleted task's answer closes no request of the new task
+    (building,) = set(labeler.gone.values())
+    reviews = {a.external_id for a in store.annotations(building_id=building)}
+    assert set(late) <= reviews  # kept as evidence of its building
+
+
 def test_a_labeler_down_mid_round_is_waited_for_and_caught_up(tmp_path: Path) -> None:
     ts = truths(30)
     store = open_store(tmp_path / "s.db", ts)
@@ -158,7 +183,7 @@ def test_a_labeler_down_mid_round_is_waited_for_and_caught_up(tmp_path: Path) ->
     report = campaign.run_round()  # pull fails three times, push once, then both go through
     assert sleeps == [2.0, 4.0, 8.0, 2.0]
     assert report.summary["retries_pull"] == 3 and report.summary["retries_push"] == 1
-    assert report.pull["answered"] == 8
+    assert report.pull["answered"] == 16  # the seed batch: 8 buildings, min_reviews (2) requests each
 
     # down for longer than the campaign waits: the round stops, saved; the next run catches up
     labeler.faults.down_pulls |= set(range(labeler.pulls + 1, labeler.pulls + 30))

@@ -45,7 +45,7 @@ def test_a_campaign_round_trip_through_label_studio(label_studio: LiveLabelStudi
         config = CampaignConfig(name="ls", seed_size=3, batch_size=3, confidence=0.6, random_share=0.0)
         campaign = Campaign(store, QueueLabeler(queue), config)
 
-        first = campaign.run_round()  # the seed batch: min_reviews (2) requests per building, one task each
+        first = campaign.run_round()  # the seed batch: two requests per building (min_reviews), one task each
         assert first.selected == 6
         tasks = {b: t for t, (b, _) in admin.task_inventory(pid).items()}
         assert set(tasks) == {"A", "B", "C"}
