@@ -19,3 +19,16 @@ def export(frame: str, out: str, fmt: str) -> None:
     from serving.export import write_export
 
     write_export(gpd.read_file(frame), Path(out), fmt)  # type: ignore[arg-type]
+
+
+def sync(url: str, token_file: str, project: str, store: str, secret: str) -> None:
+    """One ``labelstudio sync`` pass of ``project`` into the store at URL ``store``."""
+    from active_learning.store import Store
+    from labeling import LabelStudioClient
+    from serving.sync import sync_project
+
+    client = LabelStudioClient(url, Path(token_file).read_text())
+    try:
+        sync_project(client, Store.open(store), int(project), secret=secret.encode())
+    finally:
+        client.close()
