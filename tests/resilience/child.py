@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def spawn(
-    job: str, *args: str | Path, kill_at: str = "", after: bool = False, fsize: int = 0
+    job: str, *args: object, kill_at: str = "", after: bool = False, fsize: int = 0
 ) -> subprocess.CompletedProcess[str]:
     """Run ``job`` in a child process (this module's ``main``) and wait for it; returns its exit and output."""
     cmd = [sys.executable, "-m", "tests.resilience.child", "--fsize", str(fsize)]
