@@ -30,11 +30,14 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import errno
 import hashlib
 import json
 import math
 import os
+import re
 import shutil
+import socket
 import time
 import uuid
 import warnings
@@ -272,6 +275,7 @@ def ingest(
     params = params or IngestParams()
     imagery, footprints, out = Path(imagery), Path(footprints), Path(out)
     started = time.perf_counter()
+    _clear_dead_builds(out)
     previous = _read_manifest(out)
     if previous is None and out.exists() and any(out.iterdir()):
         raise CacheError(f"{out}: exists and is not a chip cache; choose an empty or new folder for --out")
@@ -311,9 +315,9 @@ def ingest(
     if not buildings:
         raise FootprintError(f"{footprints}: no building lies inside any image", problems)
 
-    tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir(parents=True)
+    tmp = out.parent / f".{out.name}.tmp-{_build_tag()}"
     try:
+        tmp.mkdir(parents=True)
         manifest, read_problems = _build(timeline, buildings, params, crs, sources, tmp, progress)
         if warn:
             for problem in read_problems:
@@ -327,8 +331,13 @@ def ingest(
         )
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
         _swap_into_place(tmp, out)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(exc, OSError) and exc.errno in _WRITE_ERRNOS:
+            raise CacheError(
+                f"{out}: cannot write the chip cache ({exc.strerror}: {exc.filename or tmp}); nothing was "
+                "changed. Free disk space, or choose a writable folder for --out"
+            ) from exc
         raise
     return ChipStack.open(out)
 
@@ -836,9 +845,47 @@ def _read_manifest(cache: Path) -> dict[str, Any] | None:
     return manifest if isinstance(manifest, dict) else None
 
 
+_WRITE_ERRNOS = {
+    errno.ENOSPC,
+    errno.EFBIG,
+    errno.EDQUOT,
+    errno.EROFS,
+    errno.EACCES,
+    errno.EPERM,
+    errno.ENOTDIR,
+}
+"""Errors of a folder that cannot take the cache (full, read-only, not a folder), as opposed to bad input."""
+
+
+def _build_tag() -> str:
+    """``<host>-<pid>-<random>``: names a build's temporary folders so a later run can tell dead ones."""
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+def _clear_dead_builds(out: Path) -> None:
+    """Remove the temporary folders of builds of ``out`` killed on this host (their process is gone).
+
+    A build killed with SIGKILL cannot clean up after itself; its half-written ``.NAME.tmp-*`` folder (or the
+    previous cache set aside as ``.NAME.old-*``) is never read, but would hold its disk space forever.
+    """
+    if not out.parent.is_dir():
+        return
+    pattern = re.compile(rf"\.{re.escape(out.name)}\.(tmp|old)-(?P<host>.+)-(?P<pid>\d+)-[0-9a-f]{{8}}")
+    for sibling in out.parent.iterdir():
+        match = pattern.fullmatch(sibling.name)
+        if match is None or match["host"] != socket.gethostname():
+            continue
+        try:
+            os.kill(int(match["pid"]), 0)
+        except ProcessLookupError:
+            shutil.rmtree(sibling, ignore_errors=True)
+        except PermissionError:
+            continue  # alive, owned by someone else
+
+
 def _swap_into_place(tmp: Path, out: Path) -> None:
     """Replace ``out`` by the finished ``tmp`` folder with renames (readers of the old files keep them)."""
-    old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
+    old = out.parent / f".{out.name}.old-{_build_tag()}"
     if out.exists():
         out.rename(old)
     tmp.rename(out)

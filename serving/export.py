@@ -145,7 +145,10 @@ def write_export(frame: gpd.GeoDataFrame, out: Path, fmt: ExportFormat) -> Path:
     except OSError as exc:
         raise _unwritable(folder, exc) from None
     except pyogrio.errors.DataSourceError as exc:
-        raise ExportError(f"{out}: the {fmt} driver could not write it ({exc}); check the folder") from None
+        raise ExportError(
+            f"{out}: the {fmt} driver could not write it ({exc}); free disk space in {folder} or choose "
+            "a writable folder (striketracker export --out PATH)"
+        ) from None
     finally:
         tmp.unlink(missing_ok=True)
         for part, _ in sidecars:
