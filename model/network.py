@@ -18,8 +18,10 @@ For one building with T chips the network computes
    out of the attention keys;
 4. per-date emission log-probabilities of intact / damaged, turned into the exact gap log-likelihood by
    :func:`model.changepoint.gap_log_likelihood` with the validity fractions as evidence weights (a linear-chain
-   CRF restricted to monotone paths), plus a prior over gaps proportional to their length in days
-   (:func:`model.changepoint.duration_log_prior`), and a grade head (damaged / destroyed) pooled over the dates.
+   CRF restricted to monotone paths), the log prior on *when* a damaged building was struck, proportional to
+   each gap's length in days (:func:`model.changepoint.duration_log_prior`, combined by
+   :func:`model.changepoint.timed_posterior`, which never moves a building between damaged and intact), and a
+   grade head (damaged / destroyed) pooled over the dates.
 
 Dropout sits only after the encoder, so Monte-Carlo dropout re-runs the cheap temporal part, not the encoder.
 """
@@ -50,7 +52,9 @@ __all__ = [
 ]
 
 GAP_PRIORS = ("duration", "uniform")
-"""Gap priors: ``duration`` (:func:`model.changepoint.duration_log_prior`) or ``uniform`` over gaps."""
+"""Priors on when a damaged building was struck: ``duration`` (:func:`model.changepoint.duration_log_prior`) or
+``uniform`` over the damaged gaps. Neither moves mass between damaged and intact
+(:func:`model.changepoint.timed_posterior`)."""
 
 VALID_THRESHOLD = 0.25
 """Dates whose valid fraction is below this are hidden from the temporal attention."""
@@ -74,7 +78,7 @@ class NetworkConfig:
         layers / heads: transformer depth and attention heads.
         dropout: dropout after the encoder and in the temporal model (Monte-Carlo dropout at prediction).
         weights_path: optional local file with a state dict for the encoder (no downloads ever).
-        gap_prior: prior over gaps added to the images' log-likelihood, one of :data:`GAP_PRIORS`.
+        gap_prior: prior on when, given damage, one of :data:`GAP_PRIORS` (:attr:`DatingOutput.log_timing`).
         footprint_zoom: 0 for the plain centre crop; otherwise the encoder's window is this many footprint
             sides wide (between ``input_size / 2`` and the crop), so small buildings get more pixels.
         date_context: the temporal model also sees each chip embedding minus the date's context, the mean
@@ -106,16 +110,18 @@ class DatingOutput:
 
     Attributes:
         log_intact / log_damaged: ``[B, T]`` per-date emission log-probabilities.
-        gap_loglik: ``[B, T + 1]`` unnormalised log joint of every destruction gap: the log-likelihood of the
-            chips plus the gap prior (:attr:`NetworkConfig.gap_prior`); :func:`model.changepoint.gap_posterior`
-            normalises it.
+        gap_loglik: ``[B, T + 1]`` log-likelihood of the chips under every destruction gap (no prior).
         grade_logits: ``[B, 2]`` logits of the final grade (damaged, destroyed).
+        log_timing: ``[B, T + 1]`` log prior on when, given damage (:attr:`NetworkConfig.gap_prior`; zeros for
+            ``uniform``). The posterior is ``timed_posterior(gap_loglik / temperature, log_timing)``
+            (:func:`model.changepoint.timed_posterior`): the temperature scales the evidence, not the prior.
     """
 
     log_intact: torch.Tensor
     log_damaged: torch.Tensor
     gap_loglik: torch.Tensor
     grade_logits: torch.Tensor
+    log_timing: torch.Tensor
 
 
 class SmallCNN(nn.Module):
@@ -383,11 +389,14 @@ class DatingNetwork(nn.Module):
         log_probs = F.log_softmax(self.emission(h), dim=-1)
         log_intact, log_damaged = log_probs[..., 0], log_probs[..., 1]
         gap_loglik = gap_log_likelihood(log_intact, log_damaged, weight)
-        if self.config.gap_prior == "duration":
-            gap_loglik = gap_loglik + duration_log_prior(days.to(gap_loglik.dtype))
+        log_timing = (
+            duration_log_prior(days.to(gap_loglik.dtype)).expand_as(gap_loglik)
+            if self.config.gap_prior == "duration"
+            else torch.zeros_like(gap_loglik)
+        )
         score = self.grade_score(h).squeeze(-1).masked_fill(seen < 0.5, -1e4)
         pooled = (torch.softmax(score, dim=1)[..., None] * h).sum(dim=1)
-        return DatingOutput(log_intact, log_damaged, gap_loglik, self.grade_head(pooled))
+        return DatingOutput(log_intact, log_damaged, gap_loglik, self.grade_head(pooled), log_timing)
 
     def forward(
         self, chips: torch.Tensor, mask: torch.Tensor, valid: torch.Tensor, days: torch.Tensor

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from model.calibration import gap_nll
-from model.changepoint import gap_posterior, posterior_entropy, reported_gap
+from model.changepoint import gap_posterior, posterior_entropy, reported_gap, timed_posterior
 from model.errors import ModelConfigError
 from model.network import DatingNetwork, DatingOutput, NetworkConfig, date_context
 
@@ -44,7 +44,8 @@ class DatingTask(L.LightningModule):
         heads: attention heads.
         dropout: dropout rate (also used for Monte-Carlo dropout).
         weights_path: local state-dict file for the encoder.
-        gap_prior: ``duration`` (a gap's prior grows with its length in days) or ``uniform``.
+        gap_prior: prior on when, given damage: ``duration`` (grows with the gap's length in days) or
+            ``uniform``; neither moves a building between damaged and intact.
         footprint_zoom: 0 for the plain centre crop; otherwise the encoder sees a window this many footprint
             sides wide, resampled to ``input_size`` (small buildings at up to twice the resolution).
         date_context: the temporal model also compares each chip with the scene's mean look on that date
@@ -164,8 +165,8 @@ class DatingTask(L.LightningModule):
         return self.net(batch["chips"], batch["mask"], batch["valid"], batch["days"])
 
     def log_posterior(self, out: DatingOutput) -> torch.Tensor:
-        """Temperature-scaled normalised gap log-posterior ``[B, T + 1]``."""
-        return gap_posterior(out.gap_loglik / self.temperature)
+        """Gap log-posterior ``[B, T + 1]``: tempered likelihood, then the timing prior (never moves damage)."""
+        return timed_posterior(out.gap_loglik / self.temperature, out.log_timing)
 
     def shared_step(self, batch: dict[str, torch.Tensor], stage: str) -> torch.Tensor:
         """Loss and metrics of one labelled batch; ``stage`` names the logged metrics."""
@@ -277,8 +278,9 @@ class DatingTask(L.LightningModule):
         Returns:
             ``row``, ``probs`` ``[B, T + 1]`` (mean over samples), ``entropy`` (of the mean), ``bald``
             (entropy of the mean minus mean entropy), ``loglik`` (deterministic gap log-likelihood, before
-            temperature), ``loglik_samples`` ``[B, S, T + 1]`` (per Monte-Carlo sample, before temperature) and
-            ``p_destroyed`` (final grade, given damaged).
+            temperature), ``loglik_samples`` ``[B, S, T + 1]`` (per Monte-Carlo sample, before temperature),
+            ``log_timing`` ``[B, T + 1]`` (the prior on when, given damage, for
+            :func:`model.changepoint.timed_posterior`) and ``p_destroyed`` (final grade, given damaged).
         """
         was_training = self.training
         self.eval()
@@ -321,6 +323,7 @@ class DatingTask(L.LightningModule):
             "bald": bald,
             "loglik": deterministic_loglik,
             "loglik_samples": samples_loglik.transpose(0, 1),
+            "log_timing": determ[0].log_timing,
             "p_destroyed": grade.mean(dim=0)[:, 1],
         }
 

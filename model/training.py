@@ -159,6 +159,7 @@ def finish_training(
             torch.from_numpy(sampled.loglik_samples).transpose(0, 1),
             torch.from_numpy(val_labels.target),
             torch.from_numpy(val_labels.interval),
+            log_timing=None if sampled.log_timing is None else torch.from_numpy(sampled.log_timing),
         )
         temperature = shrink_temperature(fitted, len(rows), data.calibration_prior_buildings)
         task.temperature.fill_(temperature)

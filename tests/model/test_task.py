@@ -107,6 +107,26 @@ def test_temperature_scales_confidence_but_not_the_map(rng: np.random.Generator)
     assert (hot.max(-1).values <= cold.max(-1).values + 1e-6).all()
 
 
+def test_the_duration_prior_never_moves_a_building_between_damaged_and_intact(
+    rng: np.random.Generator,
+) -> None:
+    """Issue #11: on closely spaced dates the prior must time the damage, not hide it, at any temperature."""
+    arrays, _ = synthetic_chips(rng, n=6, n_dates=4, size=16)
+    batch = next(iter(torch.utils.data.DataLoader(ChipDataset(arrays, np.arange(6)), batch_size=6)))
+    batch["days"] = torch.tensor([0.0, 90.0, 92.0, 300.0])[None].expand(6, 4)
+    torch.manual_seed(0)
+    flat = DatingTask(input_size=16, gap_prior="uniform").eval()
+    torch.manual_seed(0)
+    timed = DatingTask(input_size=16, gap_prior="duration").eval()
+    for temperature in (1.0, 0.4, 3.0):
+        flat.temperature.fill_(temperature)
+        timed.temperature.fill_(temperature)
+        p_flat = flat.log_posterior(flat(batch)).exp()
+        p_timed = timed.log_posterior(timed(batch)).exp()
+        torch.testing.assert_close(p_timed[:, -1], p_flat[:, -1])
+        assert not torch.allclose(p_timed[:, 1:3], p_flat[:, 1:3])  # it does re-time the damage
+
+
 def test_temperature_fit_over_mc_samples_matches_single_sample_case() -> None:
     gen = torch.Generator().manual_seed(1)
     loglik = 3.0 * torch.randn(500, 5, generator=gen, dtype=torch.float64)
