@@ -281,16 +281,16 @@ def test_image_failing_part_way_marks_its_chips_invalid(scene: Scene, tmp_path: 
 def test_reads_stay_within_one_tile_window(
     scene: Scene, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from model import chips as chips_module
+    from model.chips import rasters
 
     sizes: list[tuple[int, int]] = []
-    original = chips_module._Source.read
+    original = rasters.RasterSource.read
 
     def spy(self: object, col0: int, row0: int, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
         sizes.append((width, height))
         return original(self, col0, row0, width, height)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(chips_module._Source, "read", spy)
+    monkeypatch.setattr(rasters.RasterSource, "read", spy)
     ingest(scene.imagery, scene.footprints, tmp_path / "cache", IngestParams(tile_size=48))
     assert sizes and max(max(w, h) for w, h in sizes) <= 48 + 64 - 1  # never the whole grid (~260 px)
     assert len(sizes) == 3 * 4  # every building sits in its own 24 m tile here: one read per tile and date
