@@ -14,6 +14,7 @@ shrunk towards 1 by :func:`model.calibration.shrink_temperature`) scales the gap
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -67,6 +68,10 @@ class DatingTask(L.LightningModule):
         members: independently initialised networks trained side by side on the same batches (a deep ensemble,
             Lakshminarayanan et al., 2017); prediction shares the Monte-Carlo samples and quarter turns among
             them, so the encoder runs as often as with one network.
+        init_weights: a local file with the state dict of a trained :class:`DatingTask` of the same architecture
+            (``torch.save(task.state_dict(), path)``) to start from: fine-tuning, e.g. a model trained on a
+            synthetic scenario (``experiments.teacher``) adapted to a few hundred real labels. Its temperature
+            is not kept (calibration is refitted after training).
     """
 
     temperature: torch.Tensor
@@ -98,6 +103,7 @@ class DatingTask(L.LightningModule):
         crop_prob: float = 0.3,
         tta: bool = True,
         members: int = 1,
+        init_weights: str | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -125,6 +131,8 @@ class DatingTask(L.LightningModule):
         self.configure_models()
         self.configure_losses()
         self.configure_metrics()
+        if init_weights:
+            self.load_weights(init_weights)
 
     # --- hooks ------------------------------------------------------------------------------------------------
 
@@ -134,6 +142,34 @@ class DatingTask(L.LightningModule):
         self.extra_nets = nn.ModuleList(
             DatingNetwork(self.network_config) for _ in range(int(self.hparams["members"]) - 1)
         )
+
+    def load_weights(self, path: str | Path) -> None:
+        """Load the network weights of a saved state dict (``init_weights``); the temperature is reset to 1.
+
+        Raises:
+            ModelConfigError: no such file, or weights of another architecture.
+        """
+        path = Path(path)
+        if not path.is_file():
+            raise ModelConfigError(
+                f"init_weights {path}: no such file; give a state dict saved from a DatingTask"
+            )
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = {k: v for k, v in state.items() if k != "temperature"}
+        try:
+            self.load_state_dict(state, strict=False)
+        except RuntimeError as exc:
+            raise ModelConfigError(
+                f"init_weights {path}: does not fit this model ({str(exc).splitlines()[0]}); "
+                "use weights of a DatingTask with the same backbone, sizes and in_channels"
+            ) from exc
+        missing = set(self.state_dict()) - set(state) - {"temperature"}
+        if missing:
+            raise ModelConfigError(
+                f"init_weights {path}: lacks {len(missing)} tensor(s) of this model (e.g. {sorted(missing)[:3]}); "
+                "use weights of a DatingTask with the same backbone, sizes and members"
+            )
+        self.temperature.fill_(1.0)
 
     @property
     def networks(self) -> list[DatingNetwork]:

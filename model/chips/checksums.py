@@ -25,6 +25,26 @@ __all__ = ["checksum_memo", "describe_source", "file_sha256", "file_stat", "fing
 
 
 def describe_source(acq: Acquisition, memo: Mapping[str, tuple[int, int, str]]) -> dict[str, Any]:
+    """The manifest's record of one date: file, checksum, size and time of the image and its cloud mask.
+
+    A mosaic date lists its tiles, each described the same way, under ``tiles``; its ``sha256`` is the sha256
+    of the tiles' checksums (with their cloud masks'), so the fingerprint changes when any tile does.
+    """
+    if acq.tiles:
+        tiles = [describe_source(tile, memo) for tile in acq.tiles]
+        digest = hashlib.sha256(
+            json.dumps([[t["sha256"], (t["cloud_mask"] or {}).get("sha256")] for t in tiles]).encode()
+        ).hexdigest()
+        return {
+            "date": acq.date.isoformat(),
+            "path": str(acq.path),
+            "sensor": acq.sensor,
+            "sha256": digest,
+            "size": sum(t["size"] for t in tiles),
+            "mtime_ns": max(t["mtime_ns"] for t in tiles),
+            "cloud_mask": None,
+            "tiles": tiles,
+        }
     info: dict[str, Any] = {
         "date": acq.date.isoformat(),
         "path": str(acq.path),
@@ -61,8 +81,10 @@ def checksum_memo(manifest: Mapping[str, Any] | None) -> dict[str, tuple[int, in
     memo: dict[str, tuple[int, int, str]] = {}
     if not manifest:
         return memo
-    entries = list(manifest.get("sources", []))
-    entries += [s["cloud_mask"] for s in manifest.get("sources", []) if s.get("cloud_mask")]
+    sources = list(manifest.get("sources", []))
+    sources += [tile for s in sources for tile in s.get("tiles", [])]
+    entries = [s for s in sources if not s.get("tiles")]
+    entries += [s["cloud_mask"] for s in sources if s.get("cloud_mask")]
     entries += manifest.get("footprints", {}).get("files", [])
     for e in entries:
         if {"path", "size", "mtime_ns", "sha256"} <= set(e):

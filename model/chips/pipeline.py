@@ -54,7 +54,7 @@ from model.chips.checksums import (
     fingerprint_of,
     sidecars,
 )
-from model.chips.rasters import GDAL_CACHE_MB, GridLayout, GridReader
+from model.chips.rasters import GDAL_CACHE_MB, GridLayout, GridReader, MosaicReader, open_reader
 from model.chips.stack import BANDS, CHIPS, FORMAT_VERSION, MANIFEST, MASK, VALID, ChipStack, read_manifest
 from model.errors import (
     CacheError,
@@ -171,7 +171,7 @@ def ingest(
                     warnings.warn(line, IngestWarning, stacklevel=2)
             return stack
 
-    boxes = [_bounds_box(acq.path, crs) for acq in timeline.acquisitions]
+    boxes = [_bounds_box(tile.path, crs) for acq in timeline.acquisitions for tile in acq.files]
     buildings, outside = _inside_any(buildings, boxes)
     building_problems += outside
     problems = list(timeline.problems) + building_problems
@@ -235,7 +235,7 @@ def _build(
         chips_file.truncate(n * chip_bytes)
         mask_file.truncate(n * s * s)
         readers = [
-            GridReader(acq, crs, layout, params, src_info)
+            open_reader(acq, crs, layout, params, src_info)
             for acq, src_info in zip(timeline.acquisitions, sources, strict=True)
         ]
         try:
@@ -301,7 +301,7 @@ def _batches(layout: GridLayout, tile_size: int, max_batch: int) -> Iterator[np.
 def _cut_batch(
     batch: np.ndarray,
     layout: GridLayout,
-    readers: Sequence[GridReader],
+    readers: Sequence[GridReader | MosaicReader],
     valid: np.ndarray,
     pool: ThreadPoolExecutor,
 ) -> np.ndarray:

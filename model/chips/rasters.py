@@ -5,7 +5,10 @@ The working grid is a metric CRS at ``resolution`` metres with pixel edges on mu
 read when the image already lies on the grid, else through a ``rasterio.vrt.WarpedVRT``; a
 :class:`GridReader` adds the cloud mask, the band mapping (4+ bands take the first four, 3 bands get NIR = 0,
 1 band is copied to R, G, B) and the linear stretch of non-uint8 images, and records read failures instead of
-raising.
+raising. A date delivered as several tiles is read by a :class:`MosaicReader`: one GridReader per tile, each
+through its own WarpedVRT onto the grid (GDAL's virtual warped raster, nothing written to disk), composited
+window by window where valid, the first tile first (as a ``gdalbuildvrt`` mosaic orders its sources). Unlike a
+plain mosaic VRT this also takes tiles in other CRSs, rotated or of other resolutions.
 
 torchgeo's ``RasterDataset`` is not used here: it answers "pixels of this bounding box" by merging every file
 that intersects it (a WarpedVRT per file per query), which is the per-building read the ingest pipeline
@@ -27,6 +30,7 @@ from pyproj import CRS
 from rasterio.enums import ColorInterp, MaskFlags, Resampling
 from rasterio.errors import RasterioError
 from rasterio.vrt import WarpedVRT
+from rasterio.warp import transform_bounds
 from rasterio.windows import Window
 
 from model.chips.stack import BANDS
@@ -36,7 +40,16 @@ from model.timeline import Acquisition
 if TYPE_CHECKING:  # the pipeline imports this module
     from model.chips.pipeline import IngestParams
 
-__all__ = ["GDAL_CACHE_MB", "GridLayout", "GridReader", "RasterSource", "alpha_band", "stretch_of"]
+__all__ = [
+    "GDAL_CACHE_MB",
+    "GridLayout",
+    "GridReader",
+    "MosaicReader",
+    "RasterSource",
+    "alpha_band",
+    "open_reader",
+    "stretch_of",
+]
 
 GDAL_CACHE_MB = 64
 
@@ -139,6 +152,71 @@ class GridReader:
             self._image.close()
         if self._cloud is not None:
             self._cloud.close()
+
+
+class MosaicReader:
+    """Reads windows of the working grid from a date made of several tiles (module docstring).
+
+    Each tile keeps its own stretch (non-uint8 tiles) and cloud mask; a tile whose footprint misses a window is
+    not read for it.
+    """
+
+    def __init__(
+        self, acq: Acquisition, crs: str, layout: GridLayout, params: IngestParams, info: dict[str, Any]
+    ) -> None:
+        self.acq = acq
+        self.readers = [
+            GridReader(tile, crs, layout, params, tile_info)
+            for tile, tile_info in zip(acq.tiles, info["tiles"], strict=True)
+        ]
+        info["read"] = "mosaic"
+        self.extents = [_grid_extent(tile.path, crs, layout) for tile in acq.tiles]
+
+    @property
+    def problems(self) -> list[InputProblem]:
+        return [p for reader in self.readers for p in reader.problems]
+
+    def read(self, col0: int, row0: int, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
+        """Bands ``[4, height, width]`` uint8 and validity ``[height, width]``, as :meth:`GridReader.read`."""
+        bands = np.zeros((len(BANDS), height, width), np.uint8)
+        ok = np.zeros((height, width), bool)
+        for reader, (c0, r0, c1, r1) in zip(self.readers, self.extents, strict=True):
+            if c1 <= col0 or c0 >= col0 + width or r1 <= row0 or r0 >= row0 + height:
+                continue
+            tile_bands, tile_ok = reader.read(col0, row0, width, height)
+            fill = tile_ok & ~ok
+            bands[:, fill] = tile_bands[:, fill]
+            ok |= fill
+            if ok.all():
+                break
+        return bands, ok
+
+    def close(self) -> None:
+        for reader in self.readers:
+            reader.close()
+
+
+def open_reader(
+    acq: Acquisition, crs: str, layout: GridLayout, params: IngestParams, info: dict[str, Any]
+) -> GridReader | MosaicReader:
+    """The reader of one date: a :class:`GridReader`, or a :class:`MosaicReader` for a date of several tiles."""
+    if acq.tiles:
+        return MosaicReader(acq, crs, layout, params, info)
+    return GridReader(acq, crs, layout, params, info)
+
+
+def _grid_extent(path: Path, crs: str, layout: GridLayout) -> tuple[int, int, int, int]:
+    """Pixel box ``(col0, row0, col1, row1)`` of the working grid an image covers (all of it if unreadable)."""
+    try:
+        with rasterio.open(path) as src:
+            west, south, east, north = transform_bounds(src.crs, crs, *src.bounds, densify_pts=21)
+    except (RasterioError, OSError):
+        height, width = layout.grid_shape
+        return 0, 0, width, height
+    inverse = ~layout.grid_transform
+    c0, r0 = inverse @ (west, north)
+    c1, r1 = inverse @ (east, south)
+    return math.floor(c0) - 1, math.floor(r0) - 1, math.ceil(c1) + 1, math.ceil(r1) + 1
 
 
 class RasterSource:

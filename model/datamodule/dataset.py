@@ -30,6 +30,8 @@ class ChipDataset(Dataset[dict[str, torch.Tensor]]):
         self.labels = labels
         self.weights = weights
         self.days = torch.from_numpy(chips.days())
+        self.scene_days = [torch.from_numpy(scene.days()) for scene in chips.scenes]
+        self.scene_of_rows = chips.scene_of_rows
         if labels is not None and len(labels.building_ids) != len(self.rows):
             raise LabelError(f"{len(labels.building_ids)} label rows for {len(self.rows)} buildings")
 
@@ -42,7 +44,7 @@ class ChipDataset(Dataset[dict[str, torch.Tensor]]):
             "chips": torch.from_numpy(np.array(self.chips.read(row))),
             "mask": torch.from_numpy(np.array(self.chips.mask[row])),
             "valid": torch.from_numpy(np.array(self.chips.valid[row], dtype=np.float32)),
-            "days": self.days,
+            "days": self.scene_days[self.scene_of_rows[row]] if self.scene_days else self.days,
             "row": torch.tensor(row),
         }
         if self.labels is not None:

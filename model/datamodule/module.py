@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+
 import lightning as L
 import numpy as np
 import torch
@@ -9,10 +12,8 @@ from torch.utils.data import DataLoader
 
 from model.datamodule.arrays import ChipArrays
 from model.datamodule.dataset import ChipDataset
-from model.datamodule.labels import (
-    GapLabels,
-)
-from model.datamodule.splits import spatial_blocks, split_by_blocks
+from model.datamodule.labels import GapLabels
+from model.datamodule.splits import split_by_blocks
 from model.errors import DataMismatchError, LabelError
 
 __all__ = ["ChipDataModule"]
@@ -22,8 +23,10 @@ class ChipDataModule(L.LightningDataModule):
     """Chip cache + label table -> block-split train/val loaders, and a predict loader over every building.
 
     Args:
-        cache: chip cache folder (or pass ``chip_arrays``).
-        labels: label CSV (or pass ``gap_labels``).
+        cache: chip cache folder (or pass ``chip_arrays``), or a list of them: several scenes trained at once
+            (:meth:`ChipArrays.concat`; same number of dates, unique building ids).
+        labels: label CSV (or pass ``gap_labels``), or one per cache, in the same order (each read against
+            its own scene's dates; ``block_id`` values are kept apart per scene).
         val_fraction: share of labelled buildings (by whole blocks) held out for validation.
         block_size_m: grid cell for block splits when the labels carry no ``block_id``.
         batch_size: buildings per batch.
@@ -50,8 +53,8 @@ class ChipDataModule(L.LightningDataModule):
 
     def __init__(
         self,
-        cache: str | None = None,
-        labels: str | None = None,
+        cache: str | list[str] | None = None,
+        labels: str | list[str] | None = None,
         val_fraction: float = 0.2,
         block_size_m: float = 200.0,
         batch_size: int = 32,
@@ -100,9 +103,10 @@ class ChipDataModule(L.LightningDataModule):
     def chips(self) -> ChipArrays:
         """The chip arrays (opened on first use)."""
         if self._chips is None:
-            if self.cache is None:
+            if not self.cache:
                 raise LabelError("ChipDataModule needs a chip cache: pass cache=PATH or chip_arrays")
-            self._chips = ChipArrays.open(self.cache)
+            caches = [self.cache] if isinstance(self.cache, str) else list(self.cache)
+            self._chips = ChipArrays.concat([ChipArrays.open(c) for c in caches])
         if self.expected_fingerprint and self._chips.fingerprint != self.expected_fingerprint:
             raise DataMismatchError(
                 f"chip cache fingerprint {self._chips.fingerprint[:12]} differs from the expected "
@@ -114,15 +118,32 @@ class ChipDataModule(L.LightningDataModule):
     def labels(self) -> GapLabels:
         """The label table (read on first use), checked against the cache's timeline."""
         if self._labels is None:
-            if self.labels_path is None:
+            if not self.labels_path:
                 raise LabelError("ChipDataModule needs labels: pass labels=PATH (CSV) or gap_labels")
-            self._labels = GapLabels.read_csv(self.labels_path, self.chips.dates)
+            self._labels = self._read_labels(self.labels_path)
         if self._labels.n_gaps != self.chips.n_dates + 1:
             raise DataMismatchError(
                 f"labels have {self._labels.n_gaps} gaps but the chip cache has {self.chips.n_dates} dates; "
                 "the labels belong to another timeline"
             )
         return self._labels
+
+    def _read_labels(self, paths: str | list[str]) -> GapLabels:
+        """One label CSV, or one per scene read against that scene's dates and joined in scene order."""
+        if isinstance(paths, str):
+            return GapLabels.read_csv(paths, self.chips.dates)
+        scenes = self.chips.scenes or (self.chips,)
+        if len(paths) != len(scenes):
+            raise LabelError(
+                f"{len(paths)} label files for {len(scenes)} chip caches; give one label CSV per cache, in order"
+            )
+        parts = []
+        for k, (path, scene) in enumerate(zip(paths, scenes, strict=True)):
+            part = GapLabels.read_csv(path, scene.dates)
+            if part.block_ids is not None and len(scenes) > 1:
+                part = dataclasses.replace(part, block_ids=tuple(f"s{k}:{b}" for b in part.block_ids))
+            parts.append(part)
+        return functools.reduce(GapLabels.concat, parts)
 
     @property
     def training_labels(self) -> GapLabels:
@@ -139,12 +160,7 @@ class ChipDataModule(L.LightningDataModule):
         labels = self.labels
         if labels.block_ids is not None:
             return np.asarray(labels.block_ids)
-        origins = self.chips.origins
-        if origins is None:
-            raise LabelError(
-                "labels carry no block_id and the chip cache no chip origins; add a block_id column"
-            )
-        return spatial_blocks(origins[self.chips.positions(labels.building_ids)], self.block_size_m)
+        return self.chips.blocks(self.chips.positions(labels.building_ids), self.block_size_m)
 
     def setup(self, stage: str | None = None) -> None:
         if stage == "predict" or self.train_rows is not None:
@@ -171,9 +187,8 @@ class ChipDataModule(L.LightningDataModule):
                 f"pseudo-labels have {pseudo.n_gaps} gaps but the chip cache has {self.chips.n_dates} dates; "
                 "they belong to another timeline"
             )
-        origins = self.chips.origins
-        if origins is not None:
-            cells = spatial_blocks(origins, self.block_size_m)
+        if self.chips.origins is not None:
+            cells = self.chips.blocks(np.arange(len(self.chips.building_ids)), self.block_size_m)
             near_val = np.isin(
                 cells[self.chips.positions(pseudo.building_ids)], cells[self.positions[val_rows]]
             )

@@ -302,3 +302,23 @@ def test_date_contexts_come_from_a_fixed_seeded_sample_of_the_cache(rng: np.rand
         (0, 3),
     }  # one per quarter turn of the Monte-Carlo samples
     assert contexts[(0, 0)].shape == (4, 16)
+
+
+def test_init_weights_start_from_a_saved_model_and_refuse_another_architecture(
+    rng: np.random.Generator, tmp_path: Path
+) -> None:
+    arrays, _ = synthetic_chips(rng, n=4, n_dates=3, size=16)
+    batch = next(iter(torch.utils.data.DataLoader(ChipDataset(arrays, np.arange(4)), batch_size=4)))
+    torch.manual_seed(0)
+    teacher = DatingTask(input_size=16, width=8).eval()
+    teacher.temperature.fill_(2.0)
+    path = tmp_path / "teacher.pt"
+    torch.save(teacher.state_dict(), path)
+    torch.manual_seed(1)
+    student = DatingTask(input_size=16, width=8, init_weights=str(path)).eval()
+    torch.testing.assert_close(student(batch).gap_loglik, teacher(batch).gap_loglik)
+    assert float(student.temperature) == 1.0  # calibration is refitted after fine-tuning
+    with pytest.raises(ModelConfigError, match="does not fit this model"):
+        DatingTask(input_size=16, width=16, init_weights=str(path))
+    with pytest.raises(ModelConfigError, match="no such file"):
+        DatingTask(init_weights=str(tmp_path / "missing.pt"))
