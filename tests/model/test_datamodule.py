@@ -211,7 +211,9 @@ def test_negative_calibration_prior_is_refused() -> None:
         ChipDataModule(calibration_prior_buildings=-1.0)
 
 
-def _scene(rng: np.random.Generator, prefix: str, start: dt.date, n: int = 8) -> tuple[ChipArrays, np.ndarray]:
+def _scene(
+    rng: np.random.Generator, prefix: str, start: dt.date, n: int = 8
+) -> tuple[ChipArrays, np.ndarray]:
     arrays, gaps = synthetic_chips(rng, n=n, n_dates=4, size=8)
     dates = tuple(start + dt.timedelta(days=10 * t * (2 if prefix == "b" else 1)) for t in range(4))
     ids = tuple(f"{prefix}{b}" for b in arrays.building_ids)
