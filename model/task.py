@@ -21,6 +21,7 @@ import lightning as L
 import torch
 from torch import nn
 
+from model.augment import sensor_augment
 from model.calibration import gap_nll
 from model.changepoint import gap_posterior, posterior_entropy, reported_gap, timed_posterior
 from model.errors import ModelConfigError
@@ -51,6 +52,8 @@ class DatingTask(L.LightningModule):
             sides wide, resampled to ``input_size`` (small buildings at up to twice the resolution).
         date_context: the temporal model also compares each chip with the scene's mean look on that date
             (:attr:`model.network.NetworkConfig.date_context`).
+        change_features: the network also sees pixel-level change statistics against the first clear date
+            (:attr:`model.network.NetworkConfig.change_features`).
         lr: AdamW learning rate.
         weight_decay: AdamW weight decay.
         grade_weight: weight of the final-grade loss.
@@ -63,6 +66,8 @@ class DatingTask(L.LightningModule):
         crop_prob: training augmentation: with this probability a timeline loses a random run of leading or
             trailing dates (hidden, targets unchanged), so the network meets buildings already damaged at their
             first visible image and change at their last one, whatever the acquisition schedule.
+        sensor_augment: training augmentation for real sensors (:func:`model.augment.sensor_augment`): each
+            date gets its own radiometry, blur, noise and scale, at this strength (0 = off).
         tta: Monte-Carlo samples also cycle through the four quarter turns of the chips (test-time
             augmentation inside the predictive ensemble; the encoder then runs up to four times).
         members: independently initialised networks trained side by side on the same batches (a deep ensemble,
@@ -72,6 +77,9 @@ class DatingTask(L.LightningModule):
             (``torch.save(task.state_dict(), path)``) to start from: fine-tuning, e.g. a model trained on a
             synthetic scenario (``experiments.teacher``) adapted to a few hundred real labels. Its temperature
             is not kept (calibration is refitted after training).
+        init_encoder: a local file with pretrained chip-encoder weights (:func:`model.pretrain.pretrain_encoder`:
+            self-supervised on the campaign's unlabelled chips) loaded into every network's encoder before
+            training; the temporal part starts fresh.
     """
 
     temperature: torch.Tensor
@@ -93,6 +101,7 @@ class DatingTask(L.LightningModule):
         gap_prior: str = "duration",
         footprint_zoom: float = 0.0,
         date_context: bool = False,
+        change_features: bool = False,
         lr: float = 3e-3,
         weight_decay: float = 1e-4,
         grade_weight: float = 0.2,
@@ -101,9 +110,11 @@ class DatingTask(L.LightningModule):
         shift_px: int = 2,
         date_dropout: float = 0.1,
         crop_prob: float = 0.3,
+        sensor_augment: float = 0.0,
         tta: bool = True,
         members: int = 1,
         init_weights: str | None = None,
+        init_encoder: str | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -123,6 +134,7 @@ class DatingTask(L.LightningModule):
             gap_prior=gap_prior,
             footprint_zoom=footprint_zoom,
             date_context=date_context,
+            change_features=change_features,
         )
         if members < 1:
             raise ModelConfigError(f"members must be at least 1, got {members}")
@@ -131,6 +143,8 @@ class DatingTask(L.LightningModule):
         self.configure_models()
         self.configure_losses()
         self.configure_metrics()
+        if init_encoder:
+            self.load_encoder(init_encoder)
         if init_weights:
             self.load_weights(init_weights)
 
@@ -170,6 +184,25 @@ class DatingTask(L.LightningModule):
                 "use weights of a DatingTask with the same backbone, sizes and members"
             )
         self.temperature.fill_(1.0)
+
+    def load_encoder(self, path: str | Path) -> None:
+        """Load pretrained chip-encoder weights (``init_encoder``) into every network of the ensemble.
+
+        Raises:
+            ModelConfigError: no such file, or weights of another encoder.
+        """
+        path = Path(path)
+        if not path.is_file():
+            raise ModelConfigError(f"init_encoder {path}: no such file; give weights saved by model.pretrain")
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        for net in self.networks:
+            own = {k: v for k, v in net.state_dict().items() if k.startswith(("encoder.", "stats_proj."))}
+            if set(state) != set(own) or any(state[k].shape != own[k].shape for k in own):
+                raise ModelConfigError(
+                    f"init_encoder {path}: its weights do not fit this model's encoder; pretrain with the same "
+                    "backbone, width, embed_dim and in_channels"
+                )
+            net.load_state_dict(state, strict=False)
 
     @property
     def networks(self) -> list[DatingNetwork]:
@@ -244,6 +277,11 @@ class DatingTask(L.LightningModule):
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         if self.hparams["augment"]:
             batch = augment(batch)
+            if self.hparams.get("sensor_augment", 0.0) > 0:
+                batch = {
+                    **batch,
+                    "chips": sensor_augment(batch["chips"], float(self.hparams["sensor_augment"])),
+                }
             batch = augment_timeline(
                 batch,
                 shift_px=int(self.hparams["shift_px"]),
@@ -283,6 +321,7 @@ class DatingTask(L.LightningModule):
                 emb = net.embed(
                     torch.rot90(reference["chips"], k, dims=(-2, -1)),
                     torch.rot90(reference["mask"], k, dims=(-2, -1)),
+                    reference["valid"],
                 )
                 contexts[(m, k)] = date_context(emb, reference["valid"])
         self.train(was_training)
@@ -327,7 +366,7 @@ class DatingTask(L.LightningModule):
         determ: list[DatingOutput] = []
         for m, (net, turns) in enumerate(zip(self.networks, self.sample_turns(samples), strict=True)):
             embs = {
-                k: net.embed(torch.rot90(chips, k, dims=(-2, -1)), torch.rot90(mask, k, dims=(-2, -1)))
+                k: net.embed(torch.rot90(chips, k, dims=(-2, -1)), torch.rot90(mask, k, dims=(-2, -1)), valid)
                 for k in dict.fromkeys(turns)
             }
             determ.append(net.temporal_forward(embs[turns[0]], valid, days, ctx.get((m, turns[0]))))
