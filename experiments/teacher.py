@@ -76,18 +76,18 @@ def bitemporal_views(
         min_valid: both dates of a view must have at least this valid fraction.
 
     Returns:
-        Arrays of ``N * pairs`` 2-date views (ids ``<building>@<i>-<j>``, block ids from the chip origins so
+        Arrays of ``N * pairs`` 2-date views (ids ``<building>@<i>-<j>#<draw>``, block ids from the chip origins so
         views of one building never straddle a split) and their interval labels.
     """
     rng = np.random.default_rng([seed, 0x7EAC])
     t = chips.n_dates
-    rows, firsts, seconds, gaps = [], [], [], []
+    rows, firsts, seconds, gaps, draws = [], [], [], [], []
     for row in range(len(chips.building_ids)):
         ok = np.flatnonzero(chips.valid[row] >= min_valid)
         if len(ok) < 2:
             continue
         g = int(true_gap[row])
-        for _ in range(pairs):
+        for k in range(pairs):
             before, after = ok[ok < g], ok[ok >= g]
             if 0 < g < t and len(before) and len(after) and rng.random() < 0.5:
                 i, j = int(rng.choice(before)), int(rng.choice(after))
@@ -97,9 +97,12 @@ def bitemporal_views(
             firsts.append(i)
             seconds.append(j)
             gaps.append(0 if g <= i else (1 if g <= j else 2))
+            draws.append(k)
     rows_a, i_a, j_a = np.array(rows), np.array(firsts), np.array(seconds)
     stacked = np.stack([chips.read(int(r))[[i, j]] for r, i, j in zip(rows_a, i_a, j_a, strict=True)])
-    ids = tuple(f"{chips.building_ids[r]}@{i}-{j}" for r, i, j in zip(rows_a, i_a, j_a, strict=True))
+    ids = tuple(
+        f"{chips.building_ids[r]}@{i}-{j}#{k}" for r, i, j, k in zip(rows_a, i_a, j_a, draws, strict=True)
+    )
     origins = None if chips.origins is None else chips.origins[rows_a]
     views = ChipArrays(
         building_ids=ids,

@@ -122,6 +122,9 @@ def run_cli(
     trainer.callbacks.extend(callbacks)  # type: ignore[attr-defined]
     assert isinstance(task, DatingTask) and isinstance(data, ChipDataModule)
     trainer.fit(task, datamodule=data)
+    if not trainer.is_global_zero:
+        # DDP: every rank trained the same model; rank 0 alone calibrates, logs and registers it
+        return TrainResult(task=task, val_metrics=None, temperature=1.0, model=None, data=data)
     run_id = trainer.logger.run_id if isinstance(trainer.logger, MLFlowLogger) else None
     config = {k: v for k, v in cli.config.as_dict().items() if k in ("model", "data", "trainer")}
     return finish_training(
