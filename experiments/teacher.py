@@ -173,9 +173,9 @@ def load_or_train_teacher(
         cli = make_cli(args, {"logger": False})
         task, trainer = cli.model, cli.trainer
         assert isinstance(task, DatingTask)
-        hparams = dict(cli.config.as_dict()["data"])
-        hparams.pop("cache", None)
-        hparams.pop("labels", None)
+        # the views replace the configured files and in-memory arrays; the rest of the data config is kept
+        replaced = ("cache", "labels", "chip_arrays", "gap_labels", "pseudo_gap_labels")
+        hparams = {k: v for k, v in cli.config.as_dict()["data"].items() if k not in replaced}
         data = ChipDataModule(**hparams, chip_arrays=views, gap_labels=labels)
         trainer.fit(task, datamodule=data)
         finish_training(task, data)
