@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from model import changepoint
-from model.changepoint import credible_interval, gap_posterior
+from model.changepoint import credible_interval, timed_posterior
 
 __all__ = [
     "DatingMetrics",
@@ -57,13 +57,20 @@ def gap_nll(
     return -torch.logsumexp(log_post + log_w, dim=-1)
 
 
-def tempered_log_posterior(gap_loglik: torch.Tensor, temperature: float) -> torch.Tensor:
-    """Log of the Monte-Carlo mean of ``gap_posterior(loglik / temperature)`` over samples ``[S, N, G]`` -> ``[N, G]``.
+def tempered_log_posterior(
+    gap_loglik: torch.Tensor, temperature: float, log_timing: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Log of the Monte-Carlo mean of ``timed_posterior(loglik / temperature, log_timing)``, ``[S, N, G]`` -> ``[N, G]``.
 
     What prediction reports for S dropout samples at that temperature (``[N, G]`` input counts as one sample).
+    ``log_timing`` ``[N, G]`` is the model's prior on when, given damage
+    (:func:`model.changepoint.timed_posterior`); None is flat.
     """
     loglik = gap_loglik if gap_loglik.ndim == 3 else gap_loglik[None]
-    return torch.logsumexp(gap_posterior(loglik / temperature), dim=0) - float(np.log(loglik.shape[0]))
+    timing = None if log_timing is None else log_timing.to(loglik.dtype)[None]
+    return torch.logsumexp(timed_posterior(loglik / temperature, timing), dim=0) - float(
+        np.log(loglik.shape[0])
+    )
 
 
 def fit_temperature(
@@ -71,8 +78,9 @@ def fit_temperature(
     target: torch.Tensor,
     interval: torch.Tensor,
     bounds: tuple[float, float] = (0.05, 20.0),
+    log_timing: torch.Tensor | None = None,
 ) -> float:
-    """The temperature minimising validation NLL of ``gap_posterior(gap_loglik / temperature)``.
+    """The temperature minimising validation NLL of :func:`tempered_log_posterior` (with ``log_timing``).
 
     ``gap_loglik`` is ``[N, G]``, or ``[S, N, G]`` for S Monte-Carlo dropout samples, whose tempered posteriors
     are averaged exactly as prediction averages them. With soft labels that carry a noise floor the NLL can have
@@ -86,7 +94,7 @@ def fit_temperature(
     target, interval = target.double(), interval.bool()
 
     def loss(log_t: float) -> float:
-        post = tempered_log_posterior(loglik, float(np.exp(log_t)))
+        post = tempered_log_posterior(loglik, float(np.exp(log_t)), log_timing)
         return float(gap_nll(post, target, interval).mean())
 
     grid = np.linspace(np.log(bounds[0]), np.log(bounds[1]), 41)

@@ -27,6 +27,7 @@ __all__ = [
     "posterior_entropy",
     "reported_gap",
     "states_gap_mask",
+    "timed_posterior",
 ]
 
 
@@ -58,14 +59,20 @@ def gap_log_likelihood(
 
 
 def duration_log_prior(days: torch.Tensor) -> torch.Tensor:
-    """Log prior over gaps ``[..., T + 1]`` proportional to each gap's length in days (a constant strike hazard).
+    """Log prior over *when* a damaged building was struck, ``[..., T + 1]``: a constant strike hazard.
 
-    A strike is as likely on any day, so a gap between two images 46 days apart is nine times as likely to
-    hold it as one of 5 days: where the images cannot tell two gaps apart (a clouded date) the posterior splits
-    by their lengths instead of evenly. The open gaps (before the first image, after the last) have no length;
-    they get the mean inner length, so the prior only redistributes mass among the inner gaps and never moves
-    a building between damaged and intact. ``days`` ``[..., T]`` are days since the first acquisition,
-    increasing; equally spaced dates give a flat prior. Normalisation is left to :func:`gap_posterior`.
+    A strike is as likely on any day, so given damage, a gap between two images 46 days apart is nine times as
+    likely to hold it as one of 5 days: where the images cannot tell two damaged gaps apart (a clouded date) the
+    posterior splits by their lengths instead of evenly. The two open-ended gaps have no length and get their
+    weight by decision, not by the hazard:
+
+    - gap 0 (damaged before the first image) weighs as much as the mean inner gap: the timeline says nothing
+      about how long before, so it counts as one gap of typical length;
+    - gap T (intact by the last image) is no strike at all. Its entry is 0 here and :func:`timed_posterior`
+      does not use it: there the split between damaged and intact is the likelihood's alone.
+
+    The weights are normalised to mean inner length 1 (log 0); equally spaced dates give a flat prior.
+    ``days`` ``[..., T]`` are days since the first acquisition, increasing.
     """
     if days.shape[-1] < 2:
         return torch.zeros((*days.shape[:-1], days.shape[-1] + 1), dtype=days.dtype, device=days.device)
@@ -79,6 +86,37 @@ def gap_posterior(log_likelihood: torch.Tensor, log_prior: torch.Tensor | None =
     """Normalised log-posterior over gaps, ``[..., T + 1]``; ``log_prior`` broadcasts against it."""
     joint = log_likelihood if log_prior is None else log_likelihood + log_prior
     return joint - torch.logsumexp(joint, dim=-1, keepdim=True)
+
+
+def timed_posterior(log_likelihood: torch.Tensor, log_timing: torch.Tensor | None = None) -> torch.Tensor:
+    """Log-posterior over gaps ``[..., T + 1]`` with a prior on the strike's timing that never moves damage.
+
+    The probability of "intact" (gap T) is exactly the one a flat prior gives for the same likelihood; the rest,
+    the probability of damage, is split among the damaged gaps 0..T-1 by likelihood times timing prior:
+
+        p(T) = softmax(ll)[T],   p(g) = (1 - p(T)) * softmax_{g' < T}(ll[g'] + log_timing[g'])[g]   (g < T).
+
+    A fixed prior cannot do this: any prior that weights the damaged gaps unevenly moves mass between damaged
+    and intact once a likelihood favours some of them (with days 0, 90, 92 a strike seen only in the last image
+    would be pushed to "intact" by the 2-day gap's small weight). Equivalently, this is Bayes with the prior
+    mass of gap T set per building to the likelihood-weighted mean timing weight of the damaged gaps.
+
+    Args:
+        log_likelihood: ``[..., T + 1]`` log-likelihood of every gap (e.g. :func:`gap_log_likelihood`, tempered).
+        log_timing: ``[..., T + 1]`` log prior over when, given damage (:func:`duration_log_prior`); its last
+            entry is ignored. None is :func:`gap_posterior` with a flat prior.
+    """
+    flat = gap_posterior(log_likelihood)
+    if log_timing is None or log_likelihood.shape[-1] < 2:
+        return flat
+    log_timing = log_timing.to(log_likelihood.dtype).expand_as(log_likelihood)
+    log_intact = flat[..., -1:]
+    damaged = flat[..., :-1]
+    mass = torch.logsumexp(damaged, dim=-1, keepdim=True)  # log P(damaged), exact even when p(T) is near 1
+    # a building certainly intact has no damaged gap to split: keep the split finite, its mass is -inf anyway
+    damaged = torch.where(torch.isfinite(mass), damaged, torch.zeros_like(damaged))
+    timed = gap_posterior(damaged + log_timing[..., :-1])
+    return torch.cat([mass + timed, log_intact], dim=-1)
 
 
 def map_gap(log_posterior: torch.Tensor) -> torch.Tensor:

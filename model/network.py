@@ -7,6 +7,11 @@ For one building with T chips the network computes
    centred on the footprint; with ``footprint_zoom`` the window shrinks to a few footprint sides, so a 25 m²
    shed fills the input as a house does) standardised per band (cancels per-date illumination and haze), the
    footprint mask and the per-band chip statistics;
+   With ``change_features`` the embedding also carries seven pixel-level change statistics of the chip against
+   the building's first clear date (:func:`change_statistics`: absolute difference and decorrelation of the
+   standardised images inside the footprint and over the whole chip, change of texture, spread and relative
+   brightness inside the footprint): a pre/post siamese difference computed, not learned, so that a few hundred
+   labels suffice to use it;
 2. difference features against earlier dates: e_t - e_first (first valid date) and e_t - r_t, where r_t is the
    validity-weighted mean of the embeddings of all earlier dates; with ``date_context``, also e_t - c_t, where
    c_t is the mean embedding of date t's clear chips over a sample of the scene's buildings
@@ -18,8 +23,10 @@ For one building with T chips the network computes
    out of the attention keys;
 4. per-date emission log-probabilities of intact / damaged, turned into the exact gap log-likelihood by
    :func:`model.changepoint.gap_log_likelihood` with the validity fractions as evidence weights (a linear-chain
-   CRF restricted to monotone paths), plus a prior over gaps proportional to their length in days
-   (:func:`model.changepoint.duration_log_prior`), and a grade head (damaged / destroyed) pooled over the dates.
+   CRF restricted to monotone paths), the log prior on *when* a damaged building was struck, proportional to
+   each gap's length in days (:func:`model.changepoint.duration_log_prior`, combined by
+   :func:`model.changepoint.timed_posterior`, which never moves a building between damaged and intact), and a
+   grade head (damaged / destroyed) pooled over the dates.
 
 Dropout sits only after the encoder, so Monte-Carlo dropout re-runs the cheap temporal part, not the encoder.
 """
@@ -40,20 +47,27 @@ from model.errors import ModelConfigError
 
 __all__ = [
     "BACKBONES",
+    "CHANGE_FEATURES",
     "GAP_PRIORS",
     "TEMPORAL_MODELS",
     "VALID_THRESHOLD",
     "DatingNetwork",
     "DatingOutput",
     "NetworkConfig",
+    "change_statistics",
     "date_context",
 ]
 
 GAP_PRIORS = ("duration", "uniform")
-"""Gap priors: ``duration`` (:func:`model.changepoint.duration_log_prior`) or ``uniform`` over gaps."""
+"""Priors on when a damaged building was struck: ``duration`` (:func:`model.changepoint.duration_log_prior`) or
+``uniform`` over the damaged gaps. Neither moves mass between damaged and intact
+(:func:`model.changepoint.timed_posterior`)."""
 
 VALID_THRESHOLD = 0.25
 """Dates whose valid fraction is below this are hidden from the temporal attention."""
+
+CHANGE_FEATURES = 7
+"""Number of change statistics :func:`change_statistics` gives per date."""
 
 
 @dataclass(frozen=True)
@@ -74,13 +88,15 @@ class NetworkConfig:
         layers / heads: transformer depth and attention heads.
         dropout: dropout after the encoder and in the temporal model (Monte-Carlo dropout at prediction).
         weights_path: optional local file with a state dict for the encoder (no downloads ever).
-        gap_prior: prior over gaps added to the images' log-likelihood, one of :data:`GAP_PRIORS`.
+        gap_prior: prior on when, given damage, one of :data:`GAP_PRIORS` (:attr:`DatingOutput.log_timing`).
         footprint_zoom: 0 for the plain centre crop; otherwise the encoder's window is this many footprint
             sides wide (between ``input_size / 2`` and the crop), so small buildings get more pixels.
         date_context: the temporal model also sees each chip embedding minus the date's context, the mean
             embedding of that date over a sample of the scene's buildings (module docstring, step 2). In training
             the sample is the batch; in prediction a fixed sample of the cache
             (:meth:`model.task.DatingTask.date_contexts`, :func:`model.predict.reference_rows`).
+        change_features: append :data:`CHANGE_FEATURES` pixel-level change statistics against the first clear
+            date to every chip embedding (module docstring, step 1; :func:`change_statistics`).
     """
 
     backbone: str = "small_cnn"
@@ -98,6 +114,7 @@ class NetworkConfig:
     gap_prior: str = "duration"
     footprint_zoom: float = 0.0
     date_context: bool = False
+    change_features: bool = False
 
 
 @dataclass(frozen=True)
@@ -106,16 +123,18 @@ class DatingOutput:
 
     Attributes:
         log_intact / log_damaged: ``[B, T]`` per-date emission log-probabilities.
-        gap_loglik: ``[B, T + 1]`` unnormalised log joint of every destruction gap: the log-likelihood of the
-            chips plus the gap prior (:attr:`NetworkConfig.gap_prior`); :func:`model.changepoint.gap_posterior`
-            normalises it.
+        gap_loglik: ``[B, T + 1]`` log-likelihood of the chips under every destruction gap (no prior).
         grade_logits: ``[B, 2]`` logits of the final grade (damaged, destroyed).
+        log_timing: ``[B, T + 1]`` log prior on when, given damage (:attr:`NetworkConfig.gap_prior`; zeros for
+            ``uniform``). The posterior is ``timed_posterior(gap_loglik / temperature, log_timing)``
+            (:func:`model.changepoint.timed_posterior`): the temperature scales the evidence, not the prior.
     """
 
     log_intact: torch.Tensor
     log_damaged: torch.Tensor
     gap_loglik: torch.Tensor
     grade_logits: torch.Tensor
+    log_timing: torch.Tensor
 
 
 class SmallCNN(nn.Module):
@@ -223,6 +242,69 @@ def date_encoding(days: torch.Tensor, dim: int) -> torch.Tensor:
     return F.pad(enc, (0, dim - 2 * half))
 
 
+def change_statistics(
+    chips: torch.Tensor, mask: torch.Tensor, valid: torch.Tensor | None, bands: int = 3
+) -> torch.Tensor:
+    """Pixel-level change of every date against the building's first clear date, ``[B, T, 7]``.
+
+    The chips (first ``bands`` bands, 2x2 average-pooled so a pixel of misregistration matters less) are
+    standardised per chip and band, which cancels each date's gain, offset and haze. Against the reference
+    date r (the first whose valid fraction reaches :data:`VALID_THRESHOLD`; date 0 when ``valid`` is None):
+    mean absolute difference inside the footprint and over the chip, one minus the correlation inside the
+    footprint and over the chip, log ratio of the footprint's gradient energy and of its spread (raw values),
+    and the change of the footprint's brightness relative to its surroundings. All are 0 on date r.
+
+    Args:
+        chips: uint8 ``[B, T, C, H, W]``.
+        mask: ``[B, H, W]`` footprint mask, 0..255.
+        valid: ``[B, T]`` valid fractions, or None.
+    """
+    b, t, c, h, w = chips.shape
+    c = min(c, bands)
+    x = chips[:, :, :c].float().reshape(b * t, c, h, w) / 255.0
+    m = mask[:, None].float() / 255.0
+    if h >= 4 and w >= 4:
+        x, m = F.avg_pool2d(x, 2), F.avg_pool2d(m, 2)
+    h2, w2 = x.shape[-2:]
+    x = x.reshape(b, t, c, h2, w2)
+    m = m.reshape(b, 1, 1, h2, w2)
+    std, mean = torch.std_mean(x, dim=(3, 4), keepdim=True)
+    z = (x - mean) / std.clamp_min(0.02)
+    if valid is None:
+        ref = torch.zeros(b, dtype=torch.long, device=chips.device)
+    else:
+        seen = valid >= VALID_THRESHOLD
+        ref = torch.where(seen.any(dim=1), seen.float().argmax(dim=1), torch.zeros_like(seen[:, 0]).long())
+    pick = ref[:, None, None, None, None].expand(b, 1, c, h2, w2)
+    zr, xr = z.gather(1, pick), x.gather(1, pick)
+    area = m.sum(dim=(3, 4)).clamp_min(1e-3)  # [B, 1, 1]
+
+    def inside(v: torch.Tensor) -> torch.Tensor:  # footprint mean over pixels (and bands) -> [B, T]
+        return ((v * m).sum(dim=(3, 4)) / area).mean(dim=2)
+
+    diff = (z - zr).abs()
+    d_fp, d_all = inside(diff), diff.mean(dim=(2, 3, 4))
+    zc = z - ((z * m).sum(dim=(3, 4), keepdim=True) / area[..., None, None])
+    rc = zr - ((zr * m).sum(dim=(3, 4), keepdim=True) / area[..., None, None])
+    corr_fp = inside(zc * rc) / (inside(zc**2) * inside(rc**2)).sqrt().clamp_min(1e-3)
+    corr_all = (z * zr).mean(dim=(2, 3, 4))
+
+    def gradient(v: torch.Tensor) -> torch.Tensor:
+        gx = F.pad((v[..., :, 1:] - v[..., :, :-1]).abs(), (0, 1))
+        gy = F.pad((v[..., 1:, :] - v[..., :-1, :]).abs(), (0, 0, 0, 1))
+        return gx + gy
+
+    texture = torch.log(inside(gradient(z)) + 0.05) - torch.log(inside(gradient(zr)) + 0.05)
+
+    def spread(v: torch.Tensor) -> torch.Tensor:
+        centred = v - (v * m).sum(dim=(3, 4), keepdim=True) / area[..., None, None]
+        return inside(centred**2).sqrt()
+
+    spread_change = torch.log(spread(x) + 0.01) - torch.log(spread(xr) + 0.01)
+    brightness = inside(z) - inside(zr)
+    return torch.stack([d_fp, d_all, 1 - corr_fp, 1 - corr_all, texture, spread_change, brightness], dim=-1)
+
+
 def date_context(emb: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     """Mean embedding ``[T, E]`` of each date over the buildings whose chip is clear on that date.
 
@@ -260,7 +342,8 @@ class DatingNetwork(nn.Module):
         self.encoder = build_encoder(config, c + 1)
         self.stats_proj = nn.Linear(2 * c, config.embed_dim)
         self.drop = nn.Dropout(config.dropout)
-        self.in_proj = nn.Linear((4 if config.date_context else 3) * config.embed_dim + 1, config.d_model)
+        width = config.embed_dim + (CHANGE_FEATURES if config.change_features else 0)
+        self.in_proj = nn.Linear((4 if config.date_context else 3) * width + 1, config.d_model)
         self.temporal: nn.Module | None = None
         if config.temporal == "transformer":
             layer = nn.TransformerEncoderLayer(
@@ -278,8 +361,21 @@ class DatingNetwork(nn.Module):
         self.grade_score = nn.Linear(config.d_model, 1)
         self.grade_head = nn.Sequential(nn.LayerNorm(config.d_model), nn.Linear(config.d_model, 2))
 
-    def embed(self, chips: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Chip embeddings ``[B, T, E]`` from uint8 chips ``[B, T, C, H, W]`` and footprint masks ``[B, H, W]``."""
+    def embed(
+        self, chips: torch.Tensor, mask: torch.Tensor, valid: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Chip embeddings ``[B, T, E]`` from uint8 chips ``[B, T, C, H, W]`` and footprint masks ``[B, H, W]``.
+
+        With ``change_features`` the embeddings are ``[B, T, E + 7]``: the change statistics against the first
+        clear date (``valid`` ``[B, T]`` says which; date 0 when None) follow the learned embedding.
+        """
+        if self.config.change_features:
+            stats = change_statistics(chips, mask, valid, self.config.in_channels)
+            return torch.cat([self.encode(chips, mask), stats], dim=-1)
+        return self.encode(chips, mask)
+
+    def encode(self, chips: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The learned part of :meth:`embed`, ``[B, T, E]``: every chip on its own through the encoder."""
         b, t, c, h, w = chips.shape
         if c < self.config.in_channels:
             raise ModelConfigError(
@@ -383,14 +479,17 @@ class DatingNetwork(nn.Module):
         log_probs = F.log_softmax(self.emission(h), dim=-1)
         log_intact, log_damaged = log_probs[..., 0], log_probs[..., 1]
         gap_loglik = gap_log_likelihood(log_intact, log_damaged, weight)
-        if self.config.gap_prior == "duration":
-            gap_loglik = gap_loglik + duration_log_prior(days.to(gap_loglik.dtype))
+        log_timing = (
+            duration_log_prior(days.to(gap_loglik.dtype)).expand_as(gap_loglik)
+            if self.config.gap_prior == "duration"
+            else torch.zeros_like(gap_loglik)
+        )
         score = self.grade_score(h).squeeze(-1).masked_fill(seen < 0.5, -1e4)
         pooled = (torch.softmax(score, dim=1)[..., None] * h).sum(dim=1)
-        return DatingOutput(log_intact, log_damaged, gap_loglik, self.grade_head(pooled))
+        return DatingOutput(log_intact, log_damaged, gap_loglik, self.grade_head(pooled), log_timing)
 
     def forward(
         self, chips: torch.Tensor, mask: torch.Tensor, valid: torch.Tensor, days: torch.Tensor
     ) -> DatingOutput:
         """Encode every chip, then run the temporal part once (see :meth:`temporal_forward`)."""
-        return self.temporal_forward(self.embed(chips, mask), valid, days)
+        return self.temporal_forward(self.embed(chips, mask, valid), valid, days)

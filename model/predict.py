@@ -60,6 +60,9 @@ class Predictions:
         entropy / bald: predictive entropy and BALD mutual information, nats.
         p_destroyed: P(destroyed | damaged).
         loglik_samples: ``[N, S, T + 1]`` per Monte-Carlo sample gap log-likelihood before temperature.
+        log_timing: ``[N, T + 1]`` the model's prior on when, given damage (zeros: uniform); the posterior of a
+            log-likelihood at temperature t is ``timed_posterior(loglik / t, log_timing)``
+            (:func:`model.calibration.tempered_log_posterior`).
         seconds: wall time of the prediction.
         context_buildings: the reference sample whose per-date mean embeddings were the date context
             (:func:`reference_rows`); empty when the model uses none.
@@ -72,6 +75,7 @@ class Predictions:
     bald: np.ndarray = field(repr=False)
     p_destroyed: np.ndarray = field(repr=False)
     loglik_samples: np.ndarray = field(repr=False, default_factory=lambda: np.zeros((0, 1, 1)))
+    log_timing: np.ndarray | None = field(repr=False, default=None)
     seconds: float = 0.0
     context_buildings: tuple[str, ...] = ()
 
@@ -127,6 +131,7 @@ def predict(
         bald=cat("bald", (0,)),
         p_destroyed=cat("p_destroyed", (0,)),
         loglik_samples=cat("loglik_samples", (0, 1, g)),
+        log_timing=cat("log_timing", (0, g)),
         seconds=seconds,
         context_buildings=context_buildings,
     )

@@ -14,14 +14,16 @@ shrunk towards 1 by :func:`model.calibration.shrink_temperature`) scales the gap
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
 from torch import nn
 
+from model.augment import sensor_augment
 from model.calibration import gap_nll
-from model.changepoint import gap_posterior, posterior_entropy, reported_gap
+from model.changepoint import gap_posterior, posterior_entropy, reported_gap, timed_posterior
 from model.errors import ModelConfigError
 from model.network import DatingNetwork, DatingOutput, NetworkConfig, date_context
 
@@ -44,11 +46,14 @@ class DatingTask(L.LightningModule):
         heads: attention heads.
         dropout: dropout rate (also used for Monte-Carlo dropout).
         weights_path: local state-dict file for the encoder.
-        gap_prior: ``duration`` (a gap's prior grows with its length in days) or ``uniform``.
+        gap_prior: prior on when, given damage: ``duration`` (grows with the gap's length in days) or
+            ``uniform``; neither moves a building between damaged and intact.
         footprint_zoom: 0 for the plain centre crop; otherwise the encoder sees a window this many footprint
             sides wide, resampled to ``input_size`` (small buildings at up to twice the resolution).
         date_context: the temporal model also compares each chip with the scene's mean look on that date
             (:attr:`model.network.NetworkConfig.date_context`).
+        change_features: the network also sees pixel-level change statistics against the first clear date
+            (:attr:`model.network.NetworkConfig.change_features`).
         lr: AdamW learning rate.
         weight_decay: AdamW weight decay.
         grade_weight: weight of the final-grade loss.
@@ -61,11 +66,20 @@ class DatingTask(L.LightningModule):
         crop_prob: training augmentation: with this probability a timeline loses a random run of leading or
             trailing dates (hidden, targets unchanged), so the network meets buildings already damaged at their
             first visible image and change at their last one, whatever the acquisition schedule.
+        sensor_augment: training augmentation for real sensors (:func:`model.augment.sensor_augment`): each
+            date gets its own radiometry, blur, noise and scale, at this strength (0 = off).
         tta: Monte-Carlo samples also cycle through the four quarter turns of the chips (test-time
             augmentation inside the predictive ensemble; the encoder then runs up to four times).
         members: independently initialised networks trained side by side on the same batches (a deep ensemble,
             Lakshminarayanan et al., 2017); prediction shares the Monte-Carlo samples and quarter turns among
             them, so the encoder runs as often as with one network.
+        init_weights: a local file with the state dict of a trained :class:`DatingTask` of the same architecture
+            (``torch.save(task.state_dict(), path)``) to start from: fine-tuning, e.g. a model trained on a
+            synthetic scenario (``experiments.teacher``) adapted to a few hundred real labels. Its temperature
+            is not kept (calibration is refitted after training).
+        init_encoder: a local file with pretrained chip-encoder weights (:func:`model.pretrain.pretrain_encoder`:
+            self-supervised on the campaign's unlabelled chips) loaded into every network's encoder before
+            training; the temporal part starts fresh.
     """
 
     temperature: torch.Tensor
@@ -87,6 +101,7 @@ class DatingTask(L.LightningModule):
         gap_prior: str = "duration",
         footprint_zoom: float = 0.0,
         date_context: bool = False,
+        change_features: bool = False,
         lr: float = 3e-3,
         weight_decay: float = 1e-4,
         grade_weight: float = 0.2,
@@ -95,8 +110,11 @@ class DatingTask(L.LightningModule):
         shift_px: int = 2,
         date_dropout: float = 0.1,
         crop_prob: float = 0.3,
+        sensor_augment: float = 0.0,
         tta: bool = True,
         members: int = 1,
+        init_weights: str | None = None,
+        init_encoder: str | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -116,6 +134,7 @@ class DatingTask(L.LightningModule):
             gap_prior=gap_prior,
             footprint_zoom=footprint_zoom,
             date_context=date_context,
+            change_features=change_features,
         )
         if members < 1:
             raise ModelConfigError(f"members must be at least 1, got {members}")
@@ -124,6 +143,10 @@ class DatingTask(L.LightningModule):
         self.configure_models()
         self.configure_losses()
         self.configure_metrics()
+        if init_encoder:
+            self.load_encoder(init_encoder)
+        if init_weights:
+            self.load_weights(init_weights)
 
     # --- hooks ------------------------------------------------------------------------------------------------
 
@@ -133,6 +156,53 @@ class DatingTask(L.LightningModule):
         self.extra_nets = nn.ModuleList(
             DatingNetwork(self.network_config) for _ in range(int(self.hparams["members"]) - 1)
         )
+
+    def load_weights(self, path: str | Path) -> None:
+        """Load the network weights of a saved state dict (``init_weights``); the temperature is reset to 1.
+
+        Raises:
+            ModelConfigError: no such file, or weights of another architecture.
+        """
+        path = Path(path)
+        if not path.is_file():
+            raise ModelConfigError(
+                f"init_weights {path}: no such file; give a state dict saved from a DatingTask"
+            )
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = {k: v for k, v in state.items() if k != "temperature"}
+        try:
+            self.load_state_dict(state, strict=False)
+        except RuntimeError as exc:
+            raise ModelConfigError(
+                f"init_weights {path}: does not fit this model ({str(exc).splitlines()[0]}); "
+                "use weights of a DatingTask with the same backbone, sizes and in_channels"
+            ) from exc
+        missing = set(self.state_dict()) - set(state) - {"temperature"}
+        if missing:
+            raise ModelConfigError(
+                f"init_weights {path}: lacks {len(missing)} tensor(s) of this model (e.g. {sorted(missing)[:3]}); "
+                "use weights of a DatingTask with the same backbone, sizes and members"
+            )
+        self.temperature.fill_(1.0)
+
+    def load_encoder(self, path: str | Path) -> None:
+        """Load pretrained chip-encoder weights (``init_encoder``) into every network of the ensemble.
+
+        Raises:
+            ModelConfigError: no such file, or weights of another encoder.
+        """
+        path = Path(path)
+        if not path.is_file():
+            raise ModelConfigError(f"init_encoder {path}: no such file; give weights saved by model.pretrain")
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        for net in self.networks:
+            own = {k: v for k, v in net.state_dict().items() if k.startswith(("encoder.", "stats_proj."))}
+            if set(state) != set(own) or any(state[k].shape != own[k].shape for k in own):
+                raise ModelConfigError(
+                    f"init_encoder {path}: its weights do not fit this model's encoder; pretrain with the same "
+                    "backbone, width, embed_dim and in_channels"
+                )
+            net.load_state_dict(state, strict=False)
 
     @property
     def networks(self) -> list[DatingNetwork]:
@@ -164,8 +234,8 @@ class DatingTask(L.LightningModule):
         return self.net(batch["chips"], batch["mask"], batch["valid"], batch["days"])
 
     def log_posterior(self, out: DatingOutput) -> torch.Tensor:
-        """Temperature-scaled normalised gap log-posterior ``[B, T + 1]``."""
-        return gap_posterior(out.gap_loglik / self.temperature)
+        """Gap log-posterior ``[B, T + 1]``: tempered likelihood, then the timing prior (never moves damage)."""
+        return timed_posterior(out.gap_loglik / self.temperature, out.log_timing)
 
     def shared_step(self, batch: dict[str, torch.Tensor], stage: str) -> torch.Tensor:
         """Loss and metrics of one labelled batch; ``stage`` names the logged metrics."""
@@ -207,6 +277,11 @@ class DatingTask(L.LightningModule):
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         if self.hparams["augment"]:
             batch = augment(batch)
+            if self.hparams.get("sensor_augment", 0.0) > 0:
+                batch = {
+                    **batch,
+                    "chips": sensor_augment(batch["chips"], float(self.hparams["sensor_augment"])),
+                }
             batch = augment_timeline(
                 batch,
                 shift_px=int(self.hparams["shift_px"]),
@@ -246,6 +321,7 @@ class DatingTask(L.LightningModule):
                 emb = net.embed(
                     torch.rot90(reference["chips"], k, dims=(-2, -1)),
                     torch.rot90(reference["mask"], k, dims=(-2, -1)),
+                    reference["valid"],
                 )
                 contexts[(m, k)] = date_context(emb, reference["valid"])
         self.train(was_training)
@@ -277,8 +353,9 @@ class DatingTask(L.LightningModule):
         Returns:
             ``row``, ``probs`` ``[B, T + 1]`` (mean over samples), ``entropy`` (of the mean), ``bald``
             (entropy of the mean minus mean entropy), ``loglik`` (deterministic gap log-likelihood, before
-            temperature), ``loglik_samples`` ``[B, S, T + 1]`` (per Monte-Carlo sample, before temperature) and
-            ``p_destroyed`` (final grade, given damaged).
+            temperature), ``loglik_samples`` ``[B, S, T + 1]`` (per Monte-Carlo sample, before temperature),
+            ``log_timing`` ``[B, T + 1]`` (the prior on when, given damage, for
+            :func:`model.changepoint.timed_posterior`) and ``p_destroyed`` (final grade, given damaged).
         """
         was_training = self.training
         self.eval()
@@ -289,7 +366,7 @@ class DatingTask(L.LightningModule):
         determ: list[DatingOutput] = []
         for m, (net, turns) in enumerate(zip(self.networks, self.sample_turns(samples), strict=True)):
             embs = {
-                k: net.embed(torch.rot90(chips, k, dims=(-2, -1)), torch.rot90(mask, k, dims=(-2, -1)))
+                k: net.embed(torch.rot90(chips, k, dims=(-2, -1)), torch.rot90(mask, k, dims=(-2, -1)), valid)
                 for k in dict.fromkeys(turns)
             }
             determ.append(net.temporal_forward(embs[turns[0]], valid, days, ctx.get((m, turns[0]))))
@@ -321,6 +398,7 @@ class DatingTask(L.LightningModule):
             "bald": bald,
             "loglik": deterministic_loglik,
             "loglik_samples": samples_loglik.transpose(0, 1),
+            "log_timing": determ[0].log_timing,
             "p_destroyed": grade.mean(dim=0)[:, 1],
         }
 

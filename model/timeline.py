@@ -40,15 +40,24 @@ class Acquisition:
 
     Attributes:
         date: acquisition date.
-        path: the GeoTIFF on disk.
+        path: the GeoTIFF on disk (the first tile's, for a mosaic).
         sensor: free-text sensor name (``"WV3"``, ``"scenario"``, ...).
         cloud_mask: optional single-band GeoTIFF on any grid, values >= 128 mean cloud (255 = cloud).
+        tiles: for a date delivered as several images (a city is dozens of tiles per date), one acquisition
+            per image (each with its own cloud mask), mosaicked on the fly by ingestion
+            (:class:`model.chips.rasters.MosaicReader`); empty for a single image.
     """
 
     date: dt.date
     path: Path
     sensor: str = "unknown"
     cloud_mask: Path | None = None
+    tiles: tuple[Acquisition, ...] = ()
+
+    @property
+    def files(self) -> tuple[Acquisition, ...]:
+        """The single-image acquisitions this date is made of (itself, or its tiles)."""
+        return self.tiles or (self,)
 
 
 @dataclass(frozen=True)
@@ -149,8 +158,10 @@ def load_timeline(
     from ``TIFFTAG_DATETIME``. A manifest CSV has columns ``date, path`` and optionally ``sensor`` and
     ``cloud_mask``; relative paths are relative to the CSV's folder.
 
-    Images that cannot be opened or read, have no CRS, have no parsable date or repeat an earlier date are left
-    out; each becomes an :class:`~model.errors.InputProblem` in ``Timeline.problems`` and (with ``warn``) an
+    Several images of one date are that date's tiles: they become one :class:`Acquisition` whose ``tiles`` are
+    mosaicked on the fly at ingestion (first tile in path order first where they overlap). Images that cannot be
+    opened or read, have no CRS or have no parsable date, and a file listed twice, are left out; each becomes an
+    :class:`~model.errors.InputProblem` in ``Timeline.problems`` and (with ``warn``) an
     :class:`~model.errors.IngestWarning`.
 
     Args:
@@ -182,18 +193,25 @@ def load_timeline(
 
     candidates.sort(key=lambda c: (c.date, str(c.path)))
     acquisitions: list[Acquisition] = []
-    for cand in candidates:
-        if acquisitions and acquisitions[-1].date == cand.date:
-            problems.append(
-                InputProblem(
-                    "duplicate_date",
-                    str(cand.path),
-                    f"date {cand.date.isoformat()} is already taken by {acquisitions[-1].path.name}",
-                    "keep one image per date (mosaic same-day scenes beforehand) or fix the date",
+    for date, group in itertools.groupby(candidates, key=lambda c: c.date):
+        tiles: list[Acquisition] = []
+        for cand in group:
+            if any(t.path.resolve() == cand.path.resolve() for t in tiles):
+                problems.append(
+                    InputProblem(
+                        "duplicate_date",
+                        str(cand.path),
+                        f"the image is listed twice for date {date.isoformat()}",
+                        "list each image once",
+                    )
                 )
-            )
-            continue
-        acquisitions.append(cand)
+                continue
+            tiles.append(cand)
+        if len(tiles) == 1:
+            acquisitions.append(tiles[0])
+        else:
+            sensor = "+".join(dict.fromkeys(t.sensor for t in tiles))
+            acquisitions.append(Acquisition(date=date, path=tiles[0].path, sensor=sensor, tiles=tuple(tiles)))
 
     if warn:
         for problem in problems:
@@ -350,7 +368,7 @@ def _date_of(path: Path, tags: dict[str, str]) -> dt.date | None:
 
 def _utm_of_images(acquisitions: list[Acquisition]) -> str:
     lons, lats = [], []
-    for acq in acquisitions:
+    for acq in (tile for a in acquisitions for tile in a.files):
         with rasterio.open(acq.path) as src:
             west, south, east, north = transform_bounds(src.crs, "EPSG:4326", *src.bounds)
         lons.append((west + east) / 2)

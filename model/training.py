@@ -134,6 +134,9 @@ def run_cli(
                 "train from scratch or use the config it was trained with"
             ) from None
     trainer.fit(task, datamodule=data)
+    if not trainer.is_global_zero:
+        # DDP: every rank trained the same model; rank 0 alone calibrates, logs and registers it
+        return TrainResult(task=task, val_metrics=None, temperature=1.0, model=None, data=data)
     run_id = trainer.logger.run_id if isinstance(trainer.logger, MLFlowLogger) else None
     config = {k: v for k, v in cli.config.as_dict().items() if k in ("model", "data", "trainer")}
     return finish_training(
@@ -171,6 +174,7 @@ def finish_training(
             torch.from_numpy(sampled.loglik_samples).transpose(0, 1),
             torch.from_numpy(val_labels.target),
             torch.from_numpy(val_labels.interval),
+            log_timing=None if sampled.log_timing is None else torch.from_numpy(sampled.log_timing),
         )
         temperature = shrink_temperature(fitted, len(rows), data.calibration_prior_buildings)
         task.temperature.fill_(temperature)

@@ -17,7 +17,8 @@ Each scene becomes a folder ingestion can read::
 
 ``no-damage`` is intact on both dates (gap 2); the other known subtypes are intact before and damaged after
 (gap 1) with grade ``damaged`` (minor/major) or ``destroyed``. ``un-classified`` buildings are left out of the
-labels and reported.
+labels and reported. Buildings whose pixel polygon lies wholly outside the post image are left out (footprints
+and labels) and reported as ``outside_image``; they are not used to georeference the image either.
 """
 
 from __future__ import annotations
@@ -110,7 +111,10 @@ def _image(root: Path, stem: str) -> Path:
         path = root / "images" / f"{stem}{suffix}"
         if path.is_file():
             return path
-    raise XbdError(f"{root / 'images'}: no image {stem}.png/.tif; the scene's imagery is missing")
+    raise XbdError(
+        f"{root / 'images' / stem}.png (or .tif, .tiff): no such image, so scene {stem.rsplit('_', 2)[0]!r} "
+        "cannot be imported; restore the image or leave the scene out"
+    )
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -230,12 +234,34 @@ def _import_scene(root: Path, name: str, folder: Path) -> XbdScene:
     xy, lnglat = _polygons(post, "xy"), _polygons(post, "lng_lat")
     if not lnglat:
         raise XbdError(f"{post_json}: no lng_lat building polygons; cannot place the scene")
+    post_image = _image(root, f"{name}_post_disaster")
+    with _open(post_image) as src:
+        image_box = shapely.box(0, 0, src.width, src.height)
+    outside = sorted(uid for uid, (poly, _) in xy.items() if not poly.intersects(image_box))
+    problems: list[InputProblem] = [
+        InputProblem(
+            "outside_image",
+            uid,
+            f"the building's pixel polygon lies outside the {int(image_box.bounds[2])} x "
+            f"{int(image_box.bounds[3])} post image {post_image.name}",
+            "the building is left out; check the label file belongs to this image",
+        )
+        for uid in outside
+    ]
+    for uid in outside:
+        xy.pop(uid)
+        lnglat.pop(uid, None)
+    if not lnglat:
+        raise XbdError(
+            f"{post_json}: every building polygon lies outside the post image {post_image.name}; "
+            "the labels belong to another image"
+        )
     centre = shapely.union_all([p for p, _ in lnglat.values()]).centroid
     crs = utm_crs_for(centre.x, centre.y)
 
     tmp = folder.parent / f".{folder.name}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
-    rows, problems, geoms, ids, subtypes = [], [], [], [], []
+    rows, geoms, ids, subtypes = [], [], [], []
     try:
         transforms: dict[str, Affine | None] = {}
         for stage, data, json_path in (("pre", pre, pre_json), ("post", post, post_json)):
@@ -243,6 +269,9 @@ def _import_scene(root: Path, name: str, folder: Path) -> XbdScene:
             with _open(image) as src:
                 has_crs = src.crs is not None
             own_xy, own_ll = _polygons(data, "xy"), _polygons(data, "lng_lat")
+            for uid in outside:
+                own_xy.pop(uid, None)
+                own_ll.pop(uid, None)
             transforms[stage] = (
                 None if has_crs else _georeference(own_xy or xy, own_ll or lnglat, crs, json_path)
             )

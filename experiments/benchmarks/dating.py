@@ -201,8 +201,11 @@ def run(
     model = dating_metrics(preds.probs, true_gap, eval_chips.dates)
     # calibration arms on the same predictions: the raw validation fit, and no temperature at all
     samples = torch.from_numpy(preds.loglik_samples).double().transpose(0, 1)  # [S, N, T + 1]
+    timing = None if preds.log_timing is None else torch.from_numpy(preds.log_timing)
     calibration_arms = {
-        name: dating_metrics(tempered_log_posterior(samples, t).exp().numpy(), true_gap, eval_chips.dates)
+        name: dating_metrics(
+            tempered_log_posterior(samples, t, timing).exp().numpy(), true_gap, eval_chips.dates
+        )
         for name, t in (("temperature_fitted", result.temperature_fitted), ("temperature_1", 1.0))
     }
     crowd_only_metrics = model

@@ -7,6 +7,7 @@ byte-identical truth tables and images.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import resource
@@ -45,6 +46,7 @@ from experiments.scenario.render import (
     prepare_tile,
     render_tile,
 )
+from experiments.scenario.style import RAQQA, Style, draw_style
 from experiments.scenario.timing import Truth, acquisition_dates, draw_truth
 
 __all__ = ["GENERATOR_VERSION", "ScenarioSummary", "generate"]
@@ -146,7 +148,12 @@ def _prepare(out: Path) -> None:
 
 
 def generate(
-    preset: str, seed: int, out: Path, progress: bool = True, extract: Path = DEFAULT_EXTRACT
+    preset: str,
+    seed: int,
+    out: Path,
+    progress: bool = True,
+    extract: Path = DEFAULT_EXTRACT,
+    randomise: bool | None = None,
 ) -> ScenarioSummary:
     """Generate the scenario ``preset`` with ``seed`` into the folder ``out``.
 
@@ -156,6 +163,7 @@ def generate(
         out: output folder (created; its ``imagery/`` and ``clouds/`` are replaced).
         progress: show a rich progress bar.
         extract: the UNOSAT CSV extract.
+        randomise: render in a randomised world style (None: as the preset says, see ``Preset.randomise``).
 
     Raises:
         UnknownPresetError, BadSeedError, ScenarioDataError, ScenarioOutputError.
@@ -171,7 +179,9 @@ def generate(
     dates = acquisition_dates(spec, np.random.default_rng([seed, 2]))
     truth = draw_truth(layout, dates, np.random.default_rng([seed, 3]))
     acquisitions = draw_acquisitions(spec, dates, seed, np.random.default_rng([seed, 4]))
-    looks = build_looks(layout, truth, np.random.default_rng([seed, 5]))
+    randomise = spec.randomise if randomise is None else randomise
+    style = draw_style(np.random.default_rng([seed, 6])) if randomise else RAQQA
+    looks = build_looks(layout, truth, np.random.default_rng([seed, 5]), style)
     n, t_count = len(layout), len(dates)
     tiles = _tiles(layout, spec, looks.radius)
     names = [f"{d.isoformat()}.tif" for d in dates]
@@ -225,6 +235,7 @@ def generate(
         "generator": "experiments.scenario",
         "generator_version": GENERATOR_VERSION,
         "block_m": BLOCK_M,
+        **({"style": _style_record(style)} if style.randomised else {}),
         "acquisitions": [
             {
                 "date": a.date.isoformat(),
@@ -395,3 +406,11 @@ def _truth_dates(
             "visible": visible.ravel(),
         }
     )
+
+
+def _style_record(style: Style) -> dict[str, object]:
+    """The drawn world style, for scenario.json (numbers rounded, arrays as lists)."""
+    return {
+        k: np.round(np.asarray(v, dtype=float), 3).tolist() if not isinstance(v, float) else round(v, 3)
+        for k, v in dataclasses.asdict(style).items()
+    }

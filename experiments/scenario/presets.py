@@ -23,6 +23,9 @@ class Preset:
         tile: rendering tile edge in 0.5 m pixels, a multiple of 6 so tiles also fit the 0.6 m grid (the
             renderer never holds more than one tile).
         margin_m: ground margin around the buildings' bounding box, metres.
+        randomise: render in a world style drawn from the seed (:func:`experiments.scenario.style.draw_style`:
+            ground, trees, roofs, debris, tarps) instead of Raqqa's: domain randomisation for a synthetic
+            teacher that must transfer to real imagery of other places.
     """
 
     name: str
@@ -34,12 +37,14 @@ class Preset:
     resolution: float = 0.5
     tile: int = 600
     margin_m: float = 30.0
+    randomise: bool = False
 
 
 PRESETS: dict[str, Preset] = {
     "tiny": Preset(name="tiny", damage_points=30, intact_ratio=1.0, tile=300, margin_m=20.0),
     "district": Preset(name="district", damage_points=1000, intact_ratio=1.0),
     "city": Preset(name="city", damage_points=None, intact_ratio=1.0),
+    "teacher": Preset(name="teacher", damage_points=600, intact_ratio=1.0, randomise=True),
 }
 
 

@@ -19,6 +19,7 @@ from scipy import ndimage
 
 from experiments.scenario.acquisition import Acquisition
 from experiments.scenario.layout import Layout
+from experiments.scenario.style import RAQQA, Style
 from experiments.scenario.texture import fbm, value_noise
 from experiments.scenario.timing import Truth
 
@@ -53,6 +54,7 @@ _CAR_COLOURS = np.array(
     np.float32,
 )
 _RING = 16
+_TARP = np.array([0.16, 0.3, 0.72, 0.35], np.float32)  # the blue tarps on damaged roofs after a disaster
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,8 @@ class BuildingLooks:
             a visible change that is not damage.
         craters: ``[M, RING, 2]`` strike craters on open ground (absolute metres), and ``crater_gap`` ``[M]``
             the gap in which each appears (a change no building owns: a trap for naive change detection).
+        style: the world's look (:mod:`experiments.scenario.style`); ``pitched`` ``[N]`` which roofs have a
+            ridge and ``tarp`` ``[N]`` which damaged roofs get a tarp (all False in the default style).
     """
 
     roof: np.ndarray
@@ -86,6 +90,9 @@ class BuildingLooks:
     reroof_gap: np.ndarray
     craters: np.ndarray
     crater_gap: np.ndarray
+    style: Style = RAQQA
+    pitched: np.ndarray | None = None
+    tarp: np.ndarray | None = None
 
 
 def _squares(centres: np.ndarray, half: np.ndarray, theta: np.ndarray) -> np.ndarray:
@@ -96,19 +103,13 @@ def _squares(centres: np.ndarray, half: np.ndarray, theta: np.ndarray) -> np.nda
     return np.stack([c * bx - s * by, s * bx + c * by], axis=-1) + centres[..., None, :]
 
 
-def build_looks(layout: Layout, truth: Truth, rng: np.random.Generator) -> BuildingLooks:
-    """Draw the static look of every building."""
+def build_looks(
+    layout: Layout, truth: Truth, rng: np.random.Generator, style: Style = RAQQA
+) -> BuildingLooks:
+    """Draw the static look of every building (in ``style``'s world)."""
     n = len(layout)
-    tint = rng.choice(4, size=n, p=[0.55, 0.25, 0.12, 0.08])
-    palette = np.array(
-        [
-            [0.70, 0.66, 0.60, 0.64],
-            [0.76, 0.74, 0.71, 0.70],
-            [0.62, 0.55, 0.47, 0.58],
-            [0.55, 0.60, 0.66, 0.55],
-        ],
-        np.float32,
-    )
+    tint = rng.choice(len(style.roofs), size=n, p=style.roof_weights)
+    palette = style.roofs
     roof = palette[tint] * rng.uniform(0.85, 1.12, (n, 1)).astype(np.float32)
     new_roof = np.clip(palette[1] * rng.uniform(1.0, 1.15, (n, 1)), 0, 1).astype(np.float32)
 
@@ -159,7 +160,9 @@ def build_looks(layout: Layout, truth: Truth, rng: np.random.Generator) -> Build
     ang = rng.uniform(0, 2 * np.pi, (n, 6))
     dist = np.maximum(layout.half_w, layout.half_h)[:, None] + rng.uniform(-1.0, 3.5, (n, 6))
     debris = _squares(
-        np.stack([dist * np.cos(ang), dist * np.sin(ang)], axis=-1), rng.uniform(0.3, 0.8, (n, 6)), ang
+        np.stack([dist * np.cos(ang), dist * np.sin(ang)], axis=-1) * style.debris_spread,
+        rng.uniform(0.3, 0.8, (n, 6)) * style.debris_spread,
+        ang,
     )
     radius = np.maximum(np.hypot(layout.half_w, layout.half_h), rr.max(axis=1)) + 5.0
 
@@ -192,6 +195,9 @@ def build_looks(layout: Layout, truth: Truth, rng: np.random.Generator) -> Build
         reroof_gap=reroof_gap,
         craters=craters,
         crater_gap=crater_gap,
+        style=style,
+        pitched=rng.random(n) < style.pitched if style.randomised else None,
+        tarp=rng.random(n) < style.tarp if style.randomised else None,
     )
 
 
@@ -247,6 +253,16 @@ def _labelled(shapes: list[_Shape], values: np.ndarray) -> list[tuple[object, in
 
 def _ones(shapes: list[_Shape]) -> list[tuple[object, int]]:
     return [(g, 1) for g in shapes if g is not None]
+
+
+def _ground(style: Style, big: np.ndarray, fine: np.ndarray, veg: np.ndarray) -> np.ndarray:
+    """Bare ground ``[4, h, w]``: soil, with patches of lawn in a style that has any."""
+    soil = style.soil[:, None, None] * (0.82 + 0.36 * big)[None] * (0.93 + 0.14 * fine)[None]
+    if style.lawn <= 0:
+        return soil
+    share = np.clip(style.lawn * 1.6 * (0.4 + veg), 0.0, 1.0)[None]
+    grass = style.grass[:, None, None] * (0.85 + 0.3 * fine)[None]
+    return (soil * (1 - share) + grass * share).astype(np.float32)
 
 
 @dataclass
@@ -350,13 +366,13 @@ def prepare_tile(
         inner=value_noise(xs, ys, 0.75, k + 7),
         gx=gx,
         gy=gy,
-        soil=_SOIL[:, None, None] * (0.82 + 0.36 * big)[None] * (0.93 + 0.14 * fine)[None],
+        soil=_ground(looks.style, big, fine, veg),
         asphalt=_ASPHALT[:, None, None] * (0.92 + 0.16 * mid)[None] * (0.95 + 0.1 * fine)[None],
         sidewalk=_SIDEWALK[:, None, None] * (0.95 + 0.1 * fine)[None],
         tree_col=np.array([0.15, 0.27, 0.10, 0.45], np.float32)[:, None, None] * (0.7 + 0.6 * canopy)[None],
         street=sd < 0,
         walk=(sd >= 0) & (sd < 1.2),
-        trees=(veg > 0.66) & (sd > 0.8),
+        trees=(veg > looks.style.tree_threshold) & (sd > 0.8),
     )
 
 
@@ -431,6 +447,10 @@ def render_tile(
         r_fine, r_mid = fine[m], mid[m]
         coarse = g.coarse[m]
         base_col = looks.roof[sel[lab[m] - 1]].T
+        if looks.style.debris_mix > 0:
+            base_col = (1 - looks.style.debris_mix) * base_col + looks.style.debris_mix * looks.style.debris[
+                :, None
+            ]
         rub = base_col * (0.55 + 0.6 * r_fine) * (0.8 + 0.3 * r_mid)
         rub = np.where(coarse < 0.36, rub * 0.4, rub)  # voids and gaps between collapsed slabs
         rub = np.where((coarse > 0.6) & (r_fine > 0.4), np.minimum(rub * 1.18, 1.0), rub)  # broken slabs
@@ -450,7 +470,11 @@ def render_tile(
         keep_chunk = np.arange(n_chunks)[None, :] < np.ceil(truth.damage_fraction[sel[damaged]] * 10)[:, None]
         geoms = _polys(chunks[keep_chunk])
         lab = _burn(_ones(geoms), (hm, wm), transform) > 0
-        img = np.where(lab[None], np.float32(0.5) * (0.7 + 0.6 * fine)[None] * np.float32(1.1), img)
+        if looks.style.debris_mix > 0:
+            chunk = looks.style.debris[:, None, None] * (0.7 + 0.6 * fine)[None]
+            img = np.where(lab[None], chunk, img)
+        else:
+            img = np.where(lab[None], np.float32(0.5) * (0.7 + 0.6 * fine)[None] * np.float32(1.1), img)
 
     # ---- shadows of standing buildings and trees -----------------------------------------------------
     shapes: list[tuple[object, int]] = []
@@ -478,6 +502,8 @@ def render_tile(
         m = roof_lab > 0
         tex = (0.93 + 0.12 * fine[m]) * (0.96 + 0.08 * mid[m])
         img[:, m] = roof_col[roof_lab[m] - 1].T * tex
+        if looks.pitched is not None:
+            _pitch(img, roof_lab, m, layout, sel, idx, lean, gx, gy, looks.pitched, sv)
         # parapets: a darker rim where the roof label changes
         edge = np.zeros_like(m)
         edge[1:-1, 1:-1] = (
@@ -518,6 +544,12 @@ def render_tile(
                 * np.array([1.0, 0.97, 0.92, 0.95], np.float32)[:, None]
             )
 
+        if looks.tarp is not None:
+            covered = damaged[idx] & looks.tarp[sel[idx]]
+            if covered.any():
+                cover = np.isin(roof_lab, ids[idx[covered]])
+                img[:, cover] = _TARP[:, None] * (0.9 + 0.2 * fine[cover])
+
     illum = np.float32(0.78 + 0.3 * np.sin(np.radians(acq.sun_elevation)))
     img *= illum
 
@@ -556,6 +588,38 @@ def render_tile(
         cloud_pixels=cloud_counts[present],
         nodata_pixels=nodata_counts[present],
     )
+
+
+def _pitch(
+    img: np.ndarray,
+    roof_lab: np.ndarray,
+    m: np.ndarray,
+    layout: Layout,
+    sel: np.ndarray,
+    idx: np.ndarray,
+    lean: np.ndarray,
+    gx: np.ndarray,
+    gy: np.ndarray,
+    pitched: np.ndarray,
+    sv: np.ndarray,
+) -> None:
+    """Shade one half of each pitched roof: a ridge along the building's long axis, the sun on one side."""
+    local = roof_lab[m] - 1  # local index into sel (label = local index + 1)
+    where = np.full(len(sel), -1)
+    where[idx] = np.arange(len(idx))
+    k = where[local]
+    keep = (k >= 0) & pitched[sel[np.clip(local, 0, len(sel) - 1)]]
+    if not keep.any():
+        return
+    b = sel[local[keep]]
+    centre_x = layout.x[b] + lean[k[keep], 0, 0]
+    centre_y = layout.y[b] + lean[k[keep], 0, 1]
+    theta = layout.theta[b] + np.where(layout.half_w[b] >= layout.half_h[b], np.pi / 2, 0.0)
+    side = np.cos(theta) * (gx[m][keep] - centre_x) + np.sin(theta) * (gy[m][keep] - centre_y)
+    toward_sun = np.cos(theta) * -sv[0] + np.sin(theta) * -sv[1]
+    facing_sun = (side > 0) == (toward_sun > 0)
+    rows, cols = np.nonzero(m)
+    img[:, rows[keep], cols[keep]] *= np.where(facing_sun, np.float32(1.0), np.float32(0.78))
 
 
 def _vehicles(img: np.ndarray, layout: Layout, acq: Acquisition, g: TileGround) -> np.ndarray:

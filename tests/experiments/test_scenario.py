@@ -261,3 +261,20 @@ def test_load_truth_rejects_a_folder_that_is_not_a_scenario(tmp_path: Path) -> N
 def test_preview_png_is_written(tiny: Path, tmp_path: Path) -> None:
     png = write_preview(tiny, tmp_path / "preview.png", size_m=60, date_indices=[0, 7, 14], dpi=40)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_randomised_world_changes_the_look_never_the_truth(tiny: Path, tmp_path: Path) -> None:
+    """Domain randomisation (#13): ground, roofs, debris and tarps change; layout, truth and grid do not."""
+    generate("tiny", 3, tmp_path / "random", progress=False, randomise=True)
+    for name in ("truth.csv", "truth_dates.csv", "manifest.csv"):
+        assert (tmp_path / "random" / name).read_bytes() == (tiny / name).read_bytes()
+    style = json.loads((tmp_path / "random" / "scenario.json").read_text())["style"]
+    assert {"lawn", "roofs", "tarp", "debris_spread"} <= set(style)
+    assert "style" not in json.loads((tiny / "scenario.json").read_text())
+    date = json.loads((tiny / "scenario.json").read_text())["dates"][0]
+    with (
+        rasterio.open(tiny / "imagery" / f"{date}.tif") as a,
+        rasterio.open(tmp_path / "random" / "imagery" / f"{date}.tif") as b,
+    ):
+        assert a.transform == b.transform and a.shape == b.shape
+        assert np.abs(a.read().astype(int) - b.read().astype(int)).mean() > 5

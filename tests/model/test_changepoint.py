@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 
+import numpy as np
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -17,7 +18,9 @@ from model.changepoint import (
     interval_gap_mask,
     map_gap,
     posterior_entropy,
+    reported_gap,
     states_gap_mask,
+    timed_posterior,
 )
 
 probs_strategy = st.lists(st.floats(0.01, 0.99), min_size=1, max_size=12)
@@ -113,13 +116,13 @@ def test_duration_prior_splits_indistinguishable_gaps_by_their_length() -> None:
     days = torch.tensor([0.0, 10.0, 40.0, 50.0])  # inner gaps of 10, 30 and 10 days
     prior = duration_log_prior(days)
     assert prior.shape == (5,)
-    # the open gaps get the mean inner length: the prior never moves mass between damaged and intact
+    # gap 0 (before the first image) weighs as the mean inner gap; gap 4 (intact) is not timed
     torch.testing.assert_close(prior[[0, 4]], torch.zeros(2))
     # date 2 (day 40) clouded: gaps 2 and 3 are indistinguishable, and split 30 : 10
     log_i = torch.tensor([0.0, 0.0, 0.0, -9.0])
     log_d = torch.tensor([-9.0, -9.0, 0.0, 0.0])
     weight = torch.tensor([1.0, 1.0, 0.0, 1.0])
-    post = gap_posterior(gap_log_likelihood(log_i, log_d, weight), prior).exp()
+    post = timed_posterior(gap_log_likelihood(log_i, log_d, weight), prior).exp()
     torch.testing.assert_close(post[2] / post[3], torch.tensor(3.0))
     torch.testing.assert_close(
         post[1] / post[2], torch.tensor((10 / 30) * 2.718281828**-9.0), rtol=1e-3, atol=0
@@ -132,3 +135,54 @@ def test_duration_prior_is_flat_for_equally_spaced_dates_and_batches() -> None:
     torch.testing.assert_close(prior[0], torch.zeros(5))
     assert prior[1, 2] > 0 > prior[1, 1]
     assert duration_log_prior(torch.tensor([0.0])).shape == (2,)
+
+
+def test_a_strike_between_closely_spaced_images_stays_damaged() -> None:
+    """Issue #11: days 0, 90, 92 and damage seen only in the last image; the 2-day gap must not flip it."""
+    days = torch.tensor([0.0, 90.0, 92.0], dtype=torch.float64)
+    p = torch.tensor([0.05, 0.05, 0.7], dtype=torch.float64)
+    ll = gap_log_likelihood(torch.log1p(-p), torch.log(p))
+    flat = gap_posterior(ll).exp()
+    timed = timed_posterior(ll, duration_log_prior(days)).exp()
+    assert abs(float(flat[3]) - 0.29) < 0.01  # P(intact) under a flat prior
+    torch.testing.assert_close(timed[3], flat[3])
+    assert int(reported_gap(flat.log())) == 2
+    # still reported damaged; given damage, the 90-day gap is 45 times likelier a priori than the 2-day one and
+    # the images favour the 2-day gap only 19 : 1, so the date moves to gap 1 (the prior's whole job)
+    assert int(reported_gap(timed.log())) == 1
+    torch.testing.assert_close(timed[1] / timed[2], (flat[1] / flat[2]) * 45.0)
+
+
+@st.composite
+def timelines(draw: st.DrawFn) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Days (increasing, any spacing), per-date P(damaged), evidence weights and a temperature."""
+    n = draw(st.integers(1, 10))
+    steps = draw(st.lists(st.floats(1.0, 400.0), min_size=n - 1, max_size=n - 1))
+    days = torch.tensor([0.0, *np.cumsum(steps)], dtype=torch.float64)
+    p = torch.tensor(draw(st.lists(st.floats(1e-4, 1 - 1e-4), min_size=n, max_size=n)), dtype=torch.float64)
+    w = torch.tensor(
+        draw(st.lists(st.sampled_from([0.0, 0.3, 1.0]), min_size=n, max_size=n)), dtype=torch.float64
+    )
+    temperature = draw(st.floats(0.1, 10.0))
+    return days, p, w, torch.tensor(temperature, dtype=torch.float64)
+
+
+@given(timelines())
+def test_duration_prior_never_moves_a_building_between_damaged_and_intact(
+    timeline: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
+) -> None:
+    days, p, w, temperature = timeline
+    ll = gap_log_likelihood(torch.log1p(-p), torch.log(p), w) / temperature
+    flat = gap_posterior(ll)
+    timed = timed_posterior(ll, duration_log_prior(days))
+    torch.testing.assert_close(timed.exp().sum(), torch.tensor(1.0, dtype=torch.float64))
+    # P(intact) is the likelihood's alone, whatever the spacing of the dates ...
+    torch.testing.assert_close(timed[-1], flat[-1])
+    assert (timed[-1] <= np.log(0.5)) == (flat[-1] <= np.log(0.5))
+    # ... and the damaged mass is split by likelihood times gap length (gap 0 weighs as the mean inner gap)
+    n = len(days)
+    if n >= 2:
+        length = torch.diff(days)
+        weight = torch.cat([length.mean()[None], length])
+        expected = (flat[:-1].exp() * weight) / (flat[:-1].exp() * weight).sum() * (1 - flat[-1].exp())
+        torch.testing.assert_close(timed[:-1].exp(), expected)

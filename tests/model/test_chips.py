@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
+from affine import Affine
 
 from model.chips import BANDS, ChipStack, IngestParams, ingest
 from model.errors import CacheError, FootprintError, ImageryError, IngestWarning
@@ -281,16 +282,16 @@ def test_image_failing_part_way_marks_its_chips_invalid(scene: Scene, tmp_path: 
 def test_reads_stay_within_one_tile_window(
     scene: Scene, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from model import chips as chips_module
+    from model.chips import rasters
 
     sizes: list[tuple[int, int]] = []
-    original = chips_module._Source.read
+    original = rasters.RasterSource.read
 
     def spy(self: object, col0: int, row0: int, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
         sizes.append((width, height))
         return original(self, col0, row0, width, height)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(chips_module._Source, "read", spy)
+    monkeypatch.setattr(rasters.RasterSource, "read", spy)
     ingest(scene.imagery, scene.footprints, tmp_path / "cache", IngestParams(tile_size=48))
     assert sizes and max(max(w, h) for w, h in sizes) <= 48 + 64 - 1  # never the whole grid (~260 px)
     assert len(sizes) == 3 * 4  # every building sits in its own 24 m tile here: one read per tile and date
@@ -308,3 +309,41 @@ def test_cached_rerun_repeats_the_warnings(scene: Scene, tmp_path: Path) -> None
     for _ in range(2):
         with pytest.warns(IngestWarning, match=r"junk\.tif: the image cannot be read"):
             ingest(scene.imagery, scene.footprints, tmp_path / "cache")
+
+
+def test_a_date_of_several_tiles_is_mosaicked_on_the_fly(scene: Scene, tmp_path: Path) -> None:
+    """A delivery of tiles per date ingests as the single image they were cut from (#13)."""
+    whole = ingest(scene.imagery, scene.footprints, tmp_path / "whole")
+    tiled = tmp_path / "tiled"
+    for t, date in enumerate(DATES):
+        data, transform = render(t)
+        if t == 1:  # three overlapping tiles of the same grid: west half, north-east and south-east corners
+            write_geotiff(tiled / f"{date}_a.tif", data[:, :, :110], transform=transform)
+            east = transform @ (100, 0)
+            write_geotiff(
+                tiled / f"{date}_b.tif", data[:, :120, 100:], transform=transform @ Affine.translation(100, 0)
+            )
+            write_geotiff(
+                tiled / f"{date}_c.tif",
+                data[:, 110:, 100:],
+                transform=Affine(0.5, 0, east[0], 0, -0.5, east[1] - 55),
+            )
+        else:
+            write_geotiff(tiled / f"{date}.tif", data, transform=transform)
+    stack = ingest(tiled, scene.footprints, tmp_path / "cache")
+    assert stack.dates == DATES
+    source = stack.manifest["sources"][1]
+    assert source["read"] == "mosaic" and len(source["tiles"]) == 3
+    assert [Path(tile["path"]).name for tile in source["tiles"]] == [f"{DATES[1]}_{k}.tif" for k in "abc"]
+    np.testing.assert_array_equal(stack.chips, whole.chips)
+    np.testing.assert_array_equal(stack.valid, whole.valid)
+    # the fingerprint follows every tile
+    again = ingest(tiled, scene.footprints, tmp_path / "cache")
+    assert again.fingerprint == stack.fingerprint
+    data, transform = render(1)
+    write_geotiff(
+        tiled / f"{DATES[1]}_c.tif",
+        255 - data[:, 110:, 100:],
+        transform=Affine(0.5, 0, X0 + 50, 0, -0.5, Y0 - 55),
+    )
+    assert ingest(tiled, scene.footprints, tmp_path / "cache").fingerprint != stack.fingerprint

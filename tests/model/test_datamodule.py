@@ -209,3 +209,57 @@ def test_pseudo_weight_outside_unit_interval_is_refused() -> None:
 def test_negative_calibration_prior_is_refused() -> None:
     with pytest.raises(LabelError, match="calibration_prior_buildings must be >= 0, got -1"):
         ChipDataModule(calibration_prior_buildings=-1.0)
+
+
+def _scene(
+    rng: np.random.Generator, prefix: str, start: dt.date, n: int = 8
+) -> tuple[ChipArrays, np.ndarray]:
+    arrays, gaps = synthetic_chips(rng, n=n, n_dates=4, size=8)
+    dates = tuple(start + dt.timedelta(days=10 * t * (2 if prefix == "b" else 1)) for t in range(4))
+    ids = tuple(f"{prefix}{b}" for b in arrays.building_ids)
+    return dataclasses.replace(arrays, building_ids=ids, dates=dates, fingerprint=prefix), gaps
+
+
+def test_several_caches_train_as_one_with_their_own_dates_and_blocks(
+    rng: np.random.Generator, tmp_path: Path
+) -> None:
+    a, gaps_a = _scene(rng, "a", dt.date(2017, 1, 1))
+    b, gaps_b = _scene(rng, "b", dt.date(2018, 6, 1))
+    caches = [str(write_cache(x, tmp_path / x.fingerprint)) for x in (a, b)]
+    csvs = [
+        str(exact_labels(x, g).write_csv(tmp_path / f"{x.fingerprint}.csv", x.dates))
+        for x, g in ((a, gaps_a), (b, gaps_b))
+    ]
+    data = ChipDataModule(cache=caches, labels=csvs, batch_size=16, val_fraction=0.25)
+    data.setup("fit")
+    chips = data.chips
+    assert chips.building_ids == a.building_ids + b.building_ids and len(chips.scenes) == 2
+    np.testing.assert_array_equal(chips.read(9), b.chips[1])  # rows of the second scene come from its cache
+    np.testing.assert_array_equal(chips.chips[[0, 9]], np.stack([a.chips[0], b.chips[1]]))
+    np.testing.assert_array_equal(chips.days_of(9), [0, 20, 40, 60])
+    np.testing.assert_array_equal(chips.days_of(0), [0, 10, 20, 30])
+    # each scene's labels were read against its own dates, and block ids stay apart per scene
+    assert data.labels.building_ids == chips.building_ids
+    np.testing.assert_array_equal(data.labels.hard_gap(), np.concatenate([gaps_a, gaps_b]))
+    assert len(set(data.blocks())) == 8
+    batch = next(iter(data.train_dataloader()))
+    by_row = {int(r): d for r, d in zip(batch["row"], batch["days"], strict=True)}
+    assert all(d[1] == (20 if r >= 8 else 10) for r, d in by_row.items())
+
+
+def test_scenes_with_shared_ids_or_other_shapes_are_refused(rng: np.random.Generator) -> None:
+    a, _ = _scene(rng, "a", dt.date(2017, 1, 1))
+    with pytest.raises(DataMismatchError, match="appear in more than one scene.*prefix them"):
+        ChipArrays.concat([a, a])
+    short, _ = synthetic_chips(rng, n=3, n_dates=3, size=8)
+    with pytest.raises(DataMismatchError, match="scene 1 has chips of shape"):
+        ChipArrays.concat([a, short])
+
+
+def test_one_label_file_per_cache(rng: np.random.Generator, tmp_path: Path) -> None:
+    a, gaps = _scene(rng, "a", dt.date(2017, 1, 1))
+    b, _ = _scene(rng, "b", dt.date(2018, 6, 1))
+    caches = [str(write_cache(x, tmp_path / x.fingerprint)) for x in (a, b)]
+    csv = str(exact_labels(a, gaps).write_csv(tmp_path / "a.csv", a.dates))
+    with pytest.raises(LabelError, match="1 label files for 2 chip caches"):
+        ChipDataModule(cache=caches, labels=[csv]).setup("fit")

@@ -10,7 +10,14 @@ import torch
 
 from model.changepoint import duration_log_prior, gap_posterior
 from model.errors import ModelConfigError
-from model.network import DatingNetwork, NetworkConfig, build_encoder, date_context
+from model.network import (
+    CHANGE_FEATURES,
+    DatingNetwork,
+    NetworkConfig,
+    build_encoder,
+    change_statistics,
+    date_context,
+)
 from tests.model.dating_data import synthetic_chips
 
 
@@ -66,7 +73,7 @@ def test_unknown_temporal_model_is_a_clear_error() -> None:
         DatingNetwork(NetworkConfig(temporal="lstm"))
 
 
-def test_gap_prior_adds_the_duration_prior_and_unknown_priors_are_clear_errors(
+def test_gap_prior_is_the_duration_timing_prior_and_unknown_priors_are_clear_errors(
     rng: np.random.Generator,
 ) -> None:
     batch = _batch(rng)
@@ -76,9 +83,9 @@ def test_gap_prior_adds_the_duration_prior_and_unknown_priors_are_clear_errors(
     torch.manual_seed(0)
     timed = DatingNetwork(NetworkConfig(input_size=16, gap_prior="duration")).eval()
     args = (batch["chips"], batch["mask"], batch["valid"], batch["days"])
-    torch.testing.assert_close(
-        timed(*args).gap_loglik - flat(*args).gap_loglik, duration_log_prior(batch["days"])
-    )
+    torch.testing.assert_close(timed(*args).gap_loglik, flat(*args).gap_loglik)  # the evidence is the same
+    torch.testing.assert_close(timed(*args).log_timing, duration_log_prior(batch["days"]))
+    torch.testing.assert_close(flat(*args).log_timing, torch.zeros(4, 6))
     with pytest.raises(
         ModelConfigError, match="unknown gap_prior 'poisson'; choose one of duration, uniform"
     ):
@@ -164,3 +171,37 @@ def test_a_date_context_network_compares_each_chip_with_the_given_context(rng: n
     other = net.temporal_forward(emb, batch["valid"], batch["days"], torch.zeros(5, emb.shape[-1]))
     torch.testing.assert_close(own.gap_loglik, same.gap_loglik)
     assert not torch.allclose(own.gap_loglik, other.gap_loglik)
+
+
+def test_change_statistics_are_zero_without_change_and_see_a_changed_footprint(
+    rng: np.random.Generator,
+) -> None:
+    base = rng.integers(40, 200, size=(1, 1, 3, 32, 32)).astype(np.uint8)
+    chips = torch.from_numpy(np.repeat(base, 3, axis=1))
+    mask = torch.zeros(1, 32, 32)
+    mask[:, 10:22, 10:22] = 255
+    # date 1: the same scene under another sensor (gain and offset); date 2: the footprint is rubble
+    chips[0, 1] = (chips[0, 1].float() * 0.8 + 20).round().to(torch.uint8)
+    chips[0, 2, :, 10:22, 10:22] = torch.from_numpy(rng.integers(0, 255, size=(3, 12, 12)).astype(np.uint8))
+    valid = torch.tensor([[0.0, 1.0, 1.0]])  # date 0 is hidden: date 1 is the reference
+    stats = change_statistics(chips, mask, valid)
+    assert stats.shape == (1, 3, CHANGE_FEATURES)
+    torch.testing.assert_close(
+        stats[0, 1], torch.zeros(CHANGE_FEATURES), atol=0.02, rtol=0
+    )  # sensor change only
+    d_fp, d_all, decorrelation = stats[0, 2, 0], stats[0, 2, 1], stats[0, 2, 2]
+    assert d_fp > 0.5 and d_fp > 2 * d_all and decorrelation > 0.5  # the change is on the building
+
+
+def test_change_features_widen_the_embedding_and_run_through_prediction(rng: np.random.Generator) -> None:
+    from model.task import DatingTask
+
+    batch = {**_batch(rng), "row": torch.arange(4)}
+    net = DatingNetwork(NetworkConfig(input_size=16, change_features=True, date_context=True)).eval()
+    emb = net.embed(batch["chips"], batch["mask"], batch["valid"])
+    assert emb.shape == (4, 5, 32 + CHANGE_FEATURES)
+    stats = change_statistics(batch["chips"], batch["mask"], batch["valid"], bands=4)  # in_channels 4
+    torch.testing.assert_close(emb[..., 32:], stats)
+    task = DatingTask(input_size=16, change_features=True, date_context=True)
+    out = task.mc_predict(batch, 4, task.date_contexts(batch, 4))
+    torch.testing.assert_close(out["probs"].sum(-1), torch.ones(4))

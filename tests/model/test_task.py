@@ -107,6 +107,26 @@ def test_temperature_scales_confidence_but_not_the_map(rng: np.random.Generator)
     assert (hot.max(-1).values <= cold.max(-1).values + 1e-6).all()
 
 
+def test_the_duration_prior_never_moves_a_building_between_damaged_and_intact(
+    rng: np.random.Generator,
+) -> None:
+    """Issue #11: on closely spaced dates the prior must time the damage, not hide it, at any temperature."""
+    arrays, _ = synthetic_chips(rng, n=6, n_dates=4, size=16)
+    batch = next(iter(torch.utils.data.DataLoader(ChipDataset(arrays, np.arange(6)), batch_size=6)))
+    batch["days"] = torch.tensor([0.0, 90.0, 92.0, 300.0])[None].expand(6, 4)
+    torch.manual_seed(0)
+    flat = DatingTask(input_size=16, gap_prior="uniform").eval()
+    torch.manual_seed(0)
+    timed = DatingTask(input_size=16, gap_prior="duration").eval()
+    for temperature in (1.0, 0.4, 3.0):
+        flat.temperature.fill_(temperature)
+        timed.temperature.fill_(temperature)
+        p_flat = flat.log_posterior(flat(batch)).exp()
+        p_timed = timed.log_posterior(timed(batch)).exp()
+        torch.testing.assert_close(p_timed[:, -1], p_flat[:, -1])
+        assert not torch.allclose(p_timed[:, 1:3], p_flat[:, 1:3])  # it does re-time the damage
+
+
 def test_temperature_fit_over_mc_samples_matches_single_sample_case() -> None:
     gen = torch.Generator().manual_seed(1)
     loglik = 3.0 * torch.randn(500, 5, generator=gen, dtype=torch.float64)
@@ -282,3 +302,23 @@ def test_date_contexts_come_from_a_fixed_seeded_sample_of_the_cache(rng: np.rand
         (0, 3),
     }  # one per quarter turn of the Monte-Carlo samples
     assert contexts[(0, 0)].shape == (4, 16)
+
+
+def test_init_weights_start_from_a_saved_model_and_refuse_another_architecture(
+    rng: np.random.Generator, tmp_path: Path
+) -> None:
+    arrays, _ = synthetic_chips(rng, n=4, n_dates=3, size=16)
+    batch = next(iter(torch.utils.data.DataLoader(ChipDataset(arrays, np.arange(4)), batch_size=4)))
+    torch.manual_seed(0)
+    teacher = DatingTask(input_size=16, width=8).eval()
+    teacher.temperature.fill_(2.0)
+    path = tmp_path / "teacher.pt"
+    torch.save(teacher.state_dict(), path)
+    torch.manual_seed(1)
+    student = DatingTask(input_size=16, width=8, init_weights=str(path)).eval()
+    torch.testing.assert_close(student(batch).gap_loglik, teacher(batch).gap_loglik)
+    assert float(student.temperature) == 1.0  # calibration is refitted after fine-tuning
+    with pytest.raises(ModelConfigError, match="does not fit this model"):
+        DatingTask(input_size=16, width=16, init_weights=str(path))
+    with pytest.raises(ModelConfigError, match="no such file"):
+        DatingTask(init_weights=str(tmp_path / "missing.pt"))

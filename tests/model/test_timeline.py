@@ -59,14 +59,31 @@ def test_bad_images_are_rejected_and_the_rest_loaded(tmp_path: Path) -> None:
         timeline = load_timeline(tmp_path, crs=UTM)
     assert timeline.dates == (dt.date(2017, 2, 3),)
     by_kind = {p.kind: p for p in timeline.problems}
-    assert set(by_kind) == {"unreadable_image", "missing_crs", "unparsable_date", "duplicate_date"}
+    assert set(by_kind) == {"unreadable_image", "missing_crs", "unparsable_date"}
     assert by_kind["unreadable_image"].subject.endswith("2017-03-01.tif")
     assert by_kind["missing_crs"].subject.endswith("2017-04-01.tif")
     assert "scene_without_date.tif" in by_kind["unparsable_date"].reason
     assert "2017-06-14.tif" in by_kind["unparsable_date"].fix
     messages = " ".join(str(w.message) for w in record)
     assert "2017-03-01.tif" in messages and "no CRS" in messages
-    assert len(timeline.rejected) == 4
+    assert len(timeline.rejected) == 3
+    # the two images of 2017-02-03 are that date's tiles, mosaicked at ingestion
+    (mosaic,) = timeline.acquisitions
+    assert [t.path.name for t in mosaic.tiles] == ["2017-02-03.tif", "2017-02-03_copy.tif"]
+    assert mosaic.files == mosaic.tiles
+
+
+def test_an_image_listed_twice_is_reported(tmp_path: Path) -> None:
+    _image(tmp_path / "a.tif")
+    _image(tmp_path / "b.tif")
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text("date,path\n2017-02-03,a.tif\n2017-02-03,a.tif\n2017-03-03,b.tif\n")
+    timeline = load_timeline(manifest, crs=UTM, warn=False)
+    assert timeline.dates == (dt.date(2017, 2, 3), dt.date(2017, 3, 3))
+    assert timeline.acquisitions[0].tiles == ()
+    assert [(p.kind, p.reason) for p in timeline.problems] == [
+        ("duplicate_date", "the image is listed twice for date 2017-02-03")
+    ]
 
 
 def test_truncated_tiff_is_unreadable(tmp_path: Path) -> None:

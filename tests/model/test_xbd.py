@@ -111,7 +111,11 @@ def test_import_writes_an_ingestible_two_date_timeline(xbd_root: Path, tmp_path:
 
 def test_missing_image_is_a_clear_error_and_writes_nothing(xbd_root: Path, tmp_path: Path) -> None:
     (xbd_root / "images" / "raqqa_00000001_post_disaster.png").unlink()
-    with pytest.raises(XbdError, match="no image raqqa_00000001_post_disaster"):
+    with pytest.raises(
+        XbdError,
+        match=r"raqqa_00000001_post_disaster.png \(or .tif, .tiff\): no such image, so "
+        r"scene 'raqqa_00000001' cannot be imported; restore the image or leave the scene out",
+    ):
         import_xbd(xbd_root, tmp_path / "out")
     assert not (tmp_path / "out" / "raqqa_00000001").exists()
 
@@ -125,3 +129,28 @@ def test_missing_capture_date_and_empty_folder_are_clear_errors(xbd_root: Path, 
         import_xbd(xbd_root, tmp_path / "out")
     with pytest.raises(XbdError, match="no '\\*_pre_disaster.json'"):
         import_xbd(tmp_path / "nothing", tmp_path / "out")
+
+
+def test_polygons_outside_the_image_are_left_out_and_reported(xbd_root: Path, tmp_path: Path) -> None:
+    for stage in ("pre", "post"):
+        path = xbd_root / "labels" / f"raqqa_00000001_{stage}_disaster.json"
+        data = json.loads(path.read_text())
+        far = [(500, 500), (512, 500), (512, 512), (500, 512), (500, 500)]  # the image is 64 x 64 pixels
+        world = [TRUE * p for p in far]
+        to_ll = Transformer.from_crs(UTM, "EPSG:4326", always_xy=True)
+        props = {
+            "feature_type": "building",
+            "uid": "zz",
+            **({"subtype": "destroyed"} if stage == "post" else {}),
+        }
+        data["features"]["xy"].append({"properties": props, "wkt": _wkt(far)})
+        data["features"]["lng_lat"].append(
+            {"properties": props, "wkt": _wkt([to_ll.transform(x, y) for x, y in world])}
+        )
+        path.write_text(json.dumps(data))
+    [scene] = import_xbd(xbd_root, tmp_path / "out")
+    assert scene.buildings == 4 and scene.labelled == 3
+    (outside,) = [p for p in scene.problems if p.kind == "outside_image"]
+    assert outside.subject == "zz" and "outside the 64 x 64 post image" in outside.reason
+    labels = pd.read_csv(scene.folder / "labels.csv", dtype=str)
+    assert "zz" not in set(labels["building_id"])

@@ -49,7 +49,7 @@ def test_killed_while_cutting_chips_leaves_no_cache_and_the_rerun_builds_it(
 ) -> None:
     imagery, footprints, reference = scenario
     out = tmp_path / "chips"
-    killed = spawn("tests.resilience.jobs:ingest", imagery, footprints, out, kill_at="model.chips:_cut_batch",
+    killed = spawn("tests.resilience.jobs:ingest", imagery, footprints, out, kill_at="model.chips.pipeline:_cut_batch",
                    after=True)  # fmt: skip
     assert killed.returncode == -9, killed.stderr[-2000:]
     assert _leftovers(out), "the kill should have left the half-built temporary folder"

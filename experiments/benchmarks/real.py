@@ -1,0 +1,396 @@
+"""Real-imagery benchmark: the dating model on real xBD scenes, trained on some, evaluated on others.
+
+A campaign on a real city starts from a few hundred volunteer labels on real imagery. This benchmark imports
+real xBD scenes (``model.xbd.import_xbd``: pre/post images, building polygons, damage subtypes), ingests each
+into a chip cache, and compares, on the buildings of the evaluation scenes, in one run:
+
+- ``trained``: the model trained on the labels of the training scenes (all of them at once,
+  ``--data.cache`` as a list), with the shipped real-imagery config (``experiments/configs/real.yaml``);
+  validation blocks of the training scenes fit its temperature (nothing is tuned on the evaluation scenes);
+- ``zero_shot``: the synthetic teacher as it is (:mod:`experiments.teacher`: trained in this run on bi-temporal
+  views of a rendered scenario, or read from its cache keyed by config, preset and seed; never from a registry);
+- ``finetuned``: the teacher's weights fine-tuned on the real training labels (``--model.init_weights``);
+- ``baseline``: the non-learned change-point detector.
+
+Figures: ``auc`` (damaged or destroyed vs intact, from P(damaged)), ``auc_destroyed`` (destroyed vs intact),
+``exact_gap_accuracy`` (the reported gap is the labelled one), ``ece`` (of the reported gap's probability),
+a stratified bootstrap 90% interval of each AUC (few intact buildings make AUC noisy), per arm; the headline keys
+are the ``trained`` arm's. A scene with no intact (or no destroyed) building leaves that AUC undefined: it is
+reported as null with a note, not a crash. ``--both-ways`` with two scenes runs train A / evaluate B and the
+reverse, and adds their mean.
+
+    python -m experiments.benchmarks.real --xbd ../shared/data/xbd_joplin \\
+        --train-scenes joplin-tornado_00000001 --eval-scenes joplin-tornado_00000000 --json .work/bench/real.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from rich.console import Console
+from rich.table import Table
+
+from experiments.benchmarks.report import DEFAULT_TRACKING_URI, log_to_mlflow
+from experiments.teacher import load_or_train_teacher
+from model.baseline import ChangePointBaseline
+from model.calibration import auc_score, dating_metrics
+from model.chips import ingest
+from model.datamodule import ChipArrays, GapLabels
+from model.errors import ModelError
+from model.predict import predict
+from model.task import DatingTask
+from model.training import run_cli
+from model.xbd import import_xbd
+
+__all__ = ["ARMS", "TARGETS", "bootstrap_auc", "main", "run", "score"]
+
+WORK = Path(".work")
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+ARMS = ("trained", "zero_shot", "finetuned", "baseline")
+TARGETS = {"auc": 0.90, "ece": 0.05, "zero_shot_auc": 0.80}
+TEACHER_PRESET = "teacher"
+TEACHER_EPOCHS = 10
+"""The teacher's epochs (on ~2,400 rendered views): few enough that the whole run stays under 20 minutes on 2 cores."""
+BOOTSTRAP = 2000
+
+
+@dataclasses.dataclass(frozen=True)
+class RealScene:
+    """One imported and ingested xBD scene: its chips and its labels (labelled buildings only)."""
+
+    name: str
+    cache: Path
+    labels_csv: Path
+    chips: ChipArrays
+    labels: GapLabels
+
+
+def prepare(xbd: Path, names: Sequence[str], work: Path) -> dict[str, RealScene]:
+    """Import the named xBD scenes into ``work/real/scenes`` and ingest each into ``work/real/chips/<scene>``.
+
+    Labelled buildings that ingestion rejected (e.g. polygons outside the image) are left out of the labels.
+    """
+    out: dict[str, RealScene] = {}
+    for scene in import_xbd(xbd, work / "real" / "scenes", names):
+        cache = work / "real" / "chips" / scene.name
+        ingest(scene.folder, scene.folder / "footprints.gpkg", cache, warn=False)
+        chips = ChipArrays.open(cache)
+        labels = GapLabels.read_csv(scene.folder / "labels.csv", chips.dates)
+        kept = np.flatnonzero(np.isin(np.asarray(labels.building_ids), np.asarray(chips.building_ids)))
+        labels_csv = scene.folder / "labels.csv"
+        if len(kept) < len(labels.building_ids):
+            labels = labels.subset(kept)
+            labels_csv = labels.write_csv(scene.folder / "labels_ingested.csv", chips.dates)
+        out[scene.name] = RealScene(scene.name, cache, labels_csv, chips, labels)
+    return out
+
+
+def bootstrap_auc(
+    score: np.ndarray, positive: np.ndarray, seed: int, n: int = BOOTSTRAP
+) -> tuple[float, float]:
+    """90% interval of the AUC by stratified bootstrap (positives and negatives resampled separately)."""
+    score, positive = np.asarray(score, dtype=np.float64), np.asarray(positive, dtype=bool)
+    pos, neg = score[positive], score[~positive]
+    if len(pos) == 0 or len(neg) == 0:
+        return float("nan"), float("nan")
+    rng = np.random.default_rng([seed, 0xB007])
+    values = []
+    for _ in range(n):
+        p = pos[rng.integers(0, len(pos), len(pos))]
+        q = neg[rng.integers(0, len(neg), len(neg))]
+        values.append(auc_score(np.concatenate([p, q]), np.r_[np.ones(len(p), bool), np.zeros(len(q), bool)]))
+    return float(np.percentile(values, 5)), float(np.percentile(values, 95))
+
+
+def score(probs: np.ndarray, labels: GapLabels, dates: Sequence[Any], seed: int) -> dict[str, float]:
+    """Figures of one arm on the evaluation buildings (module docstring)."""
+    gap = labels.hard_gap()
+    t = probs.shape[1] - 1
+    metrics = dating_metrics(probs, gap, dates)
+    p_damaged = 1.0 - probs[:, t]
+    intact = gap == t
+    destroyed = labels.grade == 1
+    pair = intact | destroyed
+    auc_lo, auc_hi = bootstrap_auc(p_damaged, ~intact, seed)
+    d_lo, d_hi = bootstrap_auc(p_damaged[pair], destroyed[pair], seed)
+    return {
+        "auc": metrics.auc,
+        "auc_ci90_lo": auc_lo,
+        "auc_ci90_hi": auc_hi,
+        "auc_destroyed": auc_score(p_damaged[pair], destroyed[pair]),
+        "auc_destroyed_ci90_lo": d_lo,
+        "auc_destroyed_ci90_hi": d_hi,
+        "exact_gap_accuracy": metrics.exact_gap_accuracy,
+        "ece": metrics.ece,
+    }
+
+
+def _predict(task: DatingTask, scenes: Sequence[RealScene]) -> np.ndarray:
+    return np.concatenate(
+        [
+            predict(task, s.chips, s.chips.positions(s.labels.building_ids), progress=False).probs
+            for s in scenes
+        ]
+    )
+
+
+def _train_args(config: Path, scenes: Sequence[RealScene], seed: int) -> list[str]:
+    caches = [str(s.cache) for s in scenes]
+    labels = [str(s.labels_csv) for s in scenes]
+    return [
+        "--config",
+        str(config),
+        "--data.cache",
+        caches[0] if len(caches) == 1 else json.dumps(caches),
+        "--data.labels",
+        labels[0] if len(labels) == 1 else json.dumps(labels),
+        "--seed_everything",
+        str(seed),
+        "--data.seed",
+        str(seed),
+        "--trainer.enable_progress_bar",
+        "false",
+    ]
+
+
+def run(
+    xbd: Path,
+    train_scenes: Sequence[str],
+    eval_scenes: Sequence[str],
+    *,
+    seed: int = 0,
+    work: Path = WORK,
+    config: Path | None = None,
+    teacher_config: Path | None = None,
+    teacher_preset: str = TEACHER_PRESET,
+    teacher_epochs: int = TEACHER_EPOCHS,
+    arms: Sequence[str] = ARMS,
+    console: Console | None = None,
+) -> dict[str, Any]:
+    """Train on ``train_scenes``, evaluate on ``eval_scenes``; returns the figures (module docstring)."""
+    console = console or Console()
+    overlap = sorted(set(train_scenes) & set(eval_scenes))
+    if overlap:
+        raise ValueError(f"scene(s) {overlap} are in both --train-scenes and --eval-scenes; keep them apart")
+    config = config or CONFIGS / "real.yaml"
+    teacher_config = teacher_config or config
+    started, started_cpu = time.perf_counter(), time.process_time()
+    scenes = prepare(xbd, [*train_scenes, *eval_scenes], work)
+    train = [scenes[s] for s in train_scenes]
+    evaluate = [scenes[s] for s in eval_scenes]
+    eval_labels = evaluate[0].labels
+    for extra in evaluate[1:]:
+        eval_labels = eval_labels.concat(extra.labels)
+    dates = evaluate[0].chips.dates
+    notes = []
+    gap = eval_labels.hard_gap()
+    t = evaluate[0].chips.n_dates
+    if not (gap == t).any():
+        notes.append("AUC undefined: the evaluation scenes have no intact building")
+    elif not (gap < t).any():
+        notes.append("AUC undefined: the evaluation scenes have no damaged building")
+    if not (eval_labels.grade == 1).any():
+        notes.append("auc_destroyed undefined: the evaluation scenes have no destroyed building")
+    console.print(
+        f"[bold]real[/] train {list(train_scenes)} ({sum(len(s.labels.building_ids) for s in train)} labelled) "
+        f"-> evaluate {list(eval_scenes)} ({len(eval_labels.building_ids)} labelled, {int((gap == t).sum())} intact)"
+    )
+    arm_figures: dict[str, dict[str, float]] = {}
+    seconds: dict[str, float] = {}
+    cpu_seconds: dict[
+        str, float
+    ] = {}  # CPU time of this process: the wall time depends on the machine's load
+
+    if "trained" in arms:
+        t0, c0 = time.perf_counter(), time.process_time()
+        result = run_cli(_train_args(config, train, seed))
+        seconds["trained"] = time.perf_counter() - t0
+        cpu_seconds["trained"] = time.process_time() - c0
+        arm_figures["trained"] = score(_predict(result.task, evaluate), eval_labels, dates, seed)
+        arm_figures["trained"]["temperature"] = result.temperature
+    teacher = None
+    if "zero_shot" in arms or "finetuned" in arms:
+        t0, c0 = time.perf_counter(), time.process_time()
+        teacher = load_or_train_teacher(teacher_config, teacher_preset, seed, work, max_epochs=teacher_epochs)
+        seconds["teacher"] = time.perf_counter() - t0
+        cpu_seconds["teacher"] = time.process_time() - c0
+        console.print(
+            f"teacher {teacher.key}: {teacher.views} synthetic views, "
+            + ("from the cache" if teacher.cached else f"trained in {teacher.seconds:.0f} s")
+        )
+    if "zero_shot" in arms and teacher is not None:
+        arm_figures["zero_shot"] = score(_predict(teacher.task, evaluate), eval_labels, dates, seed)
+    if "finetuned" in arms and teacher is not None:
+        t0, c0 = time.perf_counter(), time.process_time()
+        tuned = run_cli([*_train_args(config, train, seed), "--model.init_weights", str(teacher.weights)])
+        seconds["finetuned"] = time.perf_counter() - t0
+        cpu_seconds["finetuned"] = time.process_time() - c0
+        arm_figures["finetuned"] = score(_predict(tuned.task, evaluate), eval_labels, dates, seed)
+        arm_figures["finetuned"]["temperature"] = tuned.temperature
+    if "baseline" in arms:
+        probs = np.concatenate(
+            [
+                ChangePointBaseline().predict(s.chips, s.chips.positions(s.labels.building_ids))
+                for s in evaluate
+            ]
+        )
+        arm_figures["baseline"] = score(probs, eval_labels, dates, seed)
+
+    headline = arm_figures.get("trained", {})
+    figures: dict[str, Any] = {
+        "train_scenes": list(train_scenes),
+        "eval_scenes": list(eval_scenes),
+        "seed": seed,
+        **{k: headline.get(k, float("nan")) for k in ("auc", "auc_destroyed", "exact_gap_accuracy", "ece")},
+        **{
+            f"{arm}_auc": arm_figures[arm]["auc"]
+            for arm in ("zero_shot", "finetuned", "baseline")
+            if arm in arm_figures
+        },
+        "train_buildings": sum(len(s.labels.building_ids) for s in train),
+        "eval_buildings": len(eval_labels.building_ids),
+        "eval_intact": int((gap == t).sum()),
+        "train_s": seconds.get("trained", float("nan")),
+        "train_cpu_s": cpu_seconds.get("trained", float("nan")),
+        "total_s": time.perf_counter() - started,
+        "total_cpu_s": time.process_time() - started_cpu,
+        "seconds": seconds,
+        "cpu_seconds": cpu_seconds,
+        "arms": arm_figures,
+        "notes": notes,
+        "torch_threads": torch.get_num_threads(),
+    }
+    return figures
+
+
+def mean_of(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The directions' figures side by side and their mean (``--both-ways``)."""
+    out: dict[str, Any] = {"directions": list(runs)}
+    for key, value in runs[0].items():
+        if isinstance(value, float | int) and not isinstance(value, bool) and key != "seed":
+            out[key] = float(np.mean([r[key] for r in runs]))
+    out["arms"] = {
+        arm: {k: float(np.mean([r["arms"][arm][k] for r in runs])) for k in runs[0]["arms"][arm]}
+        for arm in runs[0]["arms"]
+    }
+    out["seed"] = runs[0]["seed"]
+    out["notes"] = sorted({n for r in runs for n in r["notes"]})
+    return out
+
+
+def print_table(figures: dict[str, Any], console: Console, title: str) -> None:
+    """One row per arm: AUC with its bootstrap interval, AUC destroyed, exact-gap accuracy, ECE."""
+    table = Table(title=title)
+    for column in ("arm", "auc", "auc 90% CI", "auc_destroyed", "exact_gap", "ece"):
+        table.add_column(column, justify="left" if column == "arm" else "right")
+
+    def fmt(value: float) -> str:
+        return "n/a" if value is None or not math.isfinite(value) else f"{value:.3f}"
+
+    for arm, f in figures["arms"].items():
+        table.add_row(
+            arm,
+            fmt(f["auc"]),
+            f"{fmt(f['auc_ci90_lo'])}-{fmt(f['auc_ci90_hi'])}",
+            fmt(f["auc_destroyed"]),
+            fmt(f["exact_gap_accuracy"]),
+            fmt(f["ece"]),
+        )
+    table.add_row("target", ">= 0.90", "", "", "", "<= 0.05 (zero-shot auc >= 0.80)")
+    console.print(table)
+    for note in figures.get("notes", []):
+        console.print(f"[yellow]{note}[/yellow]")
+
+
+def _finite(value: Any) -> Any:
+    """NaN and infinities become null in the JSON file (undefined figures, e.g. AUC without intact buildings)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """Command-line entry point."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--xbd", type=Path, required=True, help="xBD folder with images/ and labels/")
+    parser.add_argument("--train-scenes", nargs="+", required=True, help="scene names to train on")
+    parser.add_argument("--eval-scenes", nargs="+", required=True, help="scene names to evaluate on")
+    parser.add_argument(
+        "--both-ways", action="store_true", help="also train on the eval scenes, evaluate on the train scenes"
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--work", type=Path, default=WORK, help="folder for scenes, chips and teachers")
+    parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument(
+        "--config", type=Path, default=None, help="LightningCLI YAML (default: configs/real.yaml)"
+    )
+    parser.add_argument("--teacher-config", type=Path, default=None, help="default: --config")
+    parser.add_argument(
+        "--teacher-preset", default=TEACHER_PRESET, help="scenario preset of the synthetic teacher"
+    )
+    parser.add_argument("--teacher-epochs", type=int, default=TEACHER_EPOCHS, help="epochs of the teacher")
+    parser.add_argument("--arms", nargs="+", choices=ARMS, default=list(ARMS))
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--tracking-uri", default=DEFAULT_TRACKING_URI)
+    parser.add_argument("--no-mlflow", action="store_true")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    console = Console()
+    directions = [(args.train_scenes, args.eval_scenes)]
+    if args.both_ways:
+        directions.append((args.eval_scenes, args.train_scenes))
+    runs = []
+    try:
+        for train, evaluate in directions:
+            figures = run(
+                args.xbd,
+                train,
+                evaluate,
+                seed=args.seed,
+                work=args.work,
+                config=args.config,
+                teacher_config=args.teacher_config,
+                teacher_preset=args.teacher_preset,
+                teacher_epochs=args.teacher_epochs,
+                arms=args.arms,
+                console=console,
+            )
+            print_table(figures, console, f"real: train {train} -> evaluate {evaluate}")
+            runs.append(figures)
+    except (ModelError, ValueError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        sys.exit(2)
+    figures = runs[0] if len(runs) == 1 else mean_of(runs)
+    if len(runs) > 1:
+        print_table(figures, console, "real: mean of both directions")
+    console.print(
+        f"[bold]AUC {figures['auc']:.3f} (target >= 0.90), ECE {figures['ece']:.3f} (<= 0.05), zero-shot AUC "
+        f"{figures.get('zero_shot_auc', float('nan')):.3f} (>= 0.80), trained in {figures['train_s']:.0f} s[/bold]"
+    )
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(_finite(figures), indent=1, default=str))
+        console.print(f"figures written to {args.json}")
+    if not args.no_mlflow:
+        flat = {k: v for k, v in figures.items() if isinstance(v, int | float) and math.isfinite(float(v))}
+        log_to_mlflow("real", {"preset": "xbd", **flat}, args.tracking_uri)
+    return figures
+
+
+if __name__ == "__main__":
+    main()

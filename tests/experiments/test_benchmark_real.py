@@ -1,0 +1,87 @@
+"""The real-imagery benchmark on tiny xBD scenes written here: bad input is reported, never a crash (#13)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from affine import Affine
+from PIL import Image
+from pyproj import Transformer
+
+UTM = "EPSG:32637"
+TRUE = Affine(0.5, 0.0, 500_000.0, 0.0, -0.5, 3_978_100.0)  # pixel -> UTM: 0.5 m pixels near Raqqa
+CORNERS = ((8, 8), (40, 10), (12, 40), (44, 44))  # top-left pixel of each 12 x 12 building
+
+
+def _wkt(coords: list[tuple[float, float]]) -> str:
+    return "POLYGON ((" + ", ".join(f"{x} {y}" for x, y in coords) + "))"
+
+
+def write_scene(root: Path, name: str, subtypes: list[str], rng: np.random.Generator) -> None:
+    """One xBD scene: 64 x 64 pre/post PNGs and labels with a building per subtype (pixel and lng/lat)."""
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    (root / "labels").mkdir(exist_ok=True)
+    to_ll = Transformer.from_crs(UTM, "EPSG:4326", always_xy=True)
+    for stage, date in (("pre", "2011-05-01"), ("post", "2011-05-29")):
+        img = rng.integers(30, 220, size=(64, 64, 3), dtype=np.uint8)
+        Image.fromarray(img).save(root / "images" / f"{name}_{stage}_disaster.png")
+        xy, lnglat = [], []
+        for k, ((c, r), subtype) in enumerate(zip(CORNERS, subtypes, strict=True)):
+            square = [(c, r), (c + 12, r), (c + 12, r + 12), (c, r + 12), (c, r)]
+            ll = [to_ll.transform(*(TRUE @ p)) for p in square]
+            props = {"feature_type": "building", "uid": f"{name}-{k}"}
+            if stage == "post":
+                props["subtype"] = subtype
+            xy.append({"properties": props, "wkt": _wkt(square)})
+            lnglat.append({"properties": props, "wkt": _wkt(ll)})
+        meta = {"capture_date": f"{date}T08:00:00.000Z", "sensor": "WORLDVIEW02", "width": 64, "height": 64}
+        (root / "labels" / f"{name}_{stage}_disaster.json").write_text(
+            json.dumps({"features": {"xy": xy, "lng_lat": lnglat}, "metadata": meta})
+        )
+
+
+def test_a_scene_without_intact_buildings_reports_auc_undefined(
+    rng: np.random.Generator, tmp_path: Path
+) -> None:
+    from experiments.benchmarks.real import main
+
+    root = tmp_path / "xbd"
+    write_scene(root, "town_00000001", ["no-damage", "destroyed", "major-damage", "no-damage"], rng)
+    write_scene(root, "town_00000002", ["destroyed", "major-damage", "minor-damage", "destroyed"], rng)
+    out = tmp_path / "real.json"
+    argv = [
+        "--xbd", str(root), "--train-scenes", "town_00000001", "--eval-scenes", "town_00000002",
+        "--arms", "baseline", "--no-mlflow", "--json", str(out), "--work", str(tmp_path / "work"),
+    ]  # fmt: skip
+    figures = main(argv)
+    baseline = figures["arms"]["baseline"]
+    assert math.isnan(baseline["auc"]) and math.isnan(baseline["auc_destroyed"])
+    assert math.isfinite(baseline["exact_gap_accuracy"])  # the dating figures are still there
+    assert "AUC undefined: the evaluation scenes have no intact building" in figures["notes"]
+    assert figures["eval_buildings"] == 4 and figures["eval_intact"] == 0
+    written = json.loads(out.read_text())
+    assert written["arms"]["baseline"]["auc"] is None  # NaN is written as null, the file stays valid JSON
+
+
+def test_a_scene_missing_its_post_image_is_a_clear_error(
+    rng: np.random.Generator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from experiments.benchmarks.real import main
+
+    root = tmp_path / "xbd"
+    write_scene(root, "town_00000001", ["no-damage", "destroyed", "major-damage", "no-damage"], rng)
+    write_scene(root, "town_00000002", ["no-damage", "destroyed", "minor-damage", "destroyed"], rng)
+    (root / "images" / "town_00000002_post_disaster.png").unlink()
+    argv = [
+        "--xbd", str(root), "--train-scenes", "town_00000001", "--eval-scenes", "town_00000002",
+        "--arms", "baseline", "--no-mlflow", "--work", str(tmp_path / "work"),
+    ]  # fmt: skip
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    said = "".join(capsys.readouterr().out.split())  # rich wraps long lines
+    assert "town_00000002_post_disaster.png" in said and "nosuchimage" in said
