@@ -12,7 +12,7 @@
    buildings; simulated volunteers answer through the real Label Studio API, each as their own Label Studio
    user (:mod:`experiments.volunteer_bridge`), until the annotation budget, the settle target or the round
    cap is reached;
-4. the dated buildings exported by the service (``/export.{geojson,gpkg,csv}``, what ``striketracker export``
+4. the dated buildings exported by the service (``/api/export.{geojson,gpkg,csv}``, what ``striketracker export``
    writes) and drawn
    (``striketracker report``: timeline, campaign curves, volunteer quality), the accuracy of every
    building's dated gap against the scenario's truth, and where to look: Label Studio, the review page,
@@ -46,7 +46,7 @@ from active_learning.settings import Settings
 from active_learning.simulated_labeler import SimulatedPoolLabeler
 from active_learning.store import Store
 from experiments.benchmarks.dating import CONFIGS
-from experiments.demo_services import DemoServices, free_port, port_free
+from experiments.demo_services import DemoServiceError, DemoServices, free_port, port_free
 from experiments.plots import plot_chip_stacks
 from experiments.scenario import generate, load_truth
 from experiments.scenario.preview import write_preview
@@ -90,8 +90,8 @@ PLANS = {
     "tiny": DemoPlan(batch=12, seed_size=20, budget=120, settle_target=0.9, max_rounds=6, epochs=12,
                      warm_epochs=6, first_model_labels=12, retrain_min_labels=12, min_promotion_audit=3,
                      pool_size=10),
-    "district": DemoPlan(batch=200, seed_size=250, budget=1800, settle_target=0.9, max_rounds=8, epochs=20,
-                         warm_epochs=8, first_model_labels=150, retrain_min_labels=300, min_promotion_audit=20,
+    "district": DemoPlan(batch=250, seed_size=250, budget=1500, settle_target=0.9, max_rounds=6, epochs=10,
+                         warm_epochs=5, first_model_labels=150, retrain_min_labels=400, min_promotion_audit=20,
                          pool_size=40),
     "city": DemoPlan(batch=1500, seed_size=1500, budget=9000, settle_target=0.9, max_rounds=6, epochs=12,
                      warm_epochs=6, first_model_labels=1000, retrain_min_labels=3000, min_promotion_audit=50,
@@ -276,7 +276,9 @@ def _campaign_with_services(
         services.setup_project(title, overlap=5)
     project_id = admin.find_project(title)
     if project_id is None:
-        raise RuntimeError(f"`striketracker labelstudio setup` created no project titled {title!r}")
+        raise DemoServiceError(
+            f"`striketracker labelstudio setup` created no project titled {title!r}; log {root / 'logs' / 'setup.log'}"
+        )
     timings["services"] = round(time.perf_counter() - started, 1)
     console.print(
         f"[bold]services[/bold] Label Studio {settings.label_studio_url}/projects/{project_id}, "
@@ -309,8 +311,10 @@ def _campaign_with_services(
         labeler_spec="labelstudio",
     )  # fmt: skip
     started = time.perf_counter()
-    reports = _run_rounds(campaign, bridge, plan, len(chips.building_ids), console)
-    bridge.close()
+    try:
+        reports = _run_rounds(campaign, bridge, plan, len(chips.building_ids), console)
+    finally:
+        bridge.close()
     timings["campaign"] = round(time.perf_counter() - started, 1)
     timings["volunteer_signups"] = round(bridge.counts.signup_s, 1)
     timings["volunteer_submissions"] = round(bridge.counts.submit_s, 1)
@@ -323,7 +327,7 @@ def _campaign_with_services(
             ("gpkg", "buildings.gpkg"),
             ("csv", "buildings.csv"),
         ):
-            exports[fmt] = str(services.download(f"/export.{fmt}", root / "exports" / name))
+            exports[fmt] = str(services.download(f"/api/export.{fmt}", root / "exports" / name))
         reports_out = services.run("report", "--out", str(root / "reports"), log="report.log")
     timings["exports"] = round(time.perf_counter() - started, 1)
     summary = _summary(

@@ -19,6 +19,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -115,16 +116,9 @@ class DemoServices:
 
     def start_label_studio(self) -> None:
         """Start the local Label Studio (or reuse ours); first start on a fresh data dir migrates (~45 s)."""
-        already = self._ls_running()
+        already = not port_free(urlsplit(self.settings.label_studio_url).port or 8089)
         self.run("labelstudio", "start", log="labelstudio.log", timeout=420)
         self.started_label_studio = not already
-
-    def _ls_running(self) -> bool:
-        try:
-            self.run("labelstudio", "status", log="labelstudio.log")
-        except DemoServiceError:
-            return False
-        return True
 
     def start_service(self, timeout: float = 120.0) -> None:
         """Start ``striketracker serve`` and wait until ``/health`` answers."""

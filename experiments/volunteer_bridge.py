@@ -17,8 +17,11 @@ process and starts from a fresh project, so nothing needs to outlive it.
 
 from __future__ import annotations
 
-import datetime as dt
+import threading
+import time
+from collections import defaultdict
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from active_learning.labelers import PullBatch, PushReceipt, QueueLabeler, ReviewRequest
@@ -44,7 +47,7 @@ class BridgeCounts:
         submitted: annotations submitted to Label Studio by simulated volunteers.
         users: Label Studio users the volunteers signed up as.
         task_gone: answers not submitted because their task was deleted (the building was withdrawn).
-        signup_s / submit_s: seconds spent signing up and submitting.
+        signup_s / submit_s: seconds spent signing up and submitting (summed over the volunteers).
     """
 
     submitted: int = 0
@@ -64,6 +67,7 @@ class LabelStudioVolunteers:
         email_domain: volunteers' e-mail addresses are ``<pool id>@<email_domain>``.
         password: how a volunteer's password is derived from their pool id.
         on_submit: called after every submitted annotation (progress).
+        workers: volunteers submitting at the same time.
     """
 
     name = "labelstudio"
@@ -77,6 +81,7 @@ class LabelStudioVolunteers:
         email_domain: str = "volunteers.striketracker.local",
         password: Callable[[str], str],
         on_submit: Callable[[BridgeCounts], None] | None = None,
+        workers: int = 4,
     ) -> None:
         self.queue = queue
         self.labeler = QueueLabeler(queue)
@@ -86,6 +91,8 @@ class LabelStudioVolunteers:
         self.password = password
         self.on_submit = on_submit
         self.counts = BridgeCounts()
+        self.workers = workers
+        self._lock = threading.Lock()
         self._tasks: dict[str, int] = {}
         self._dates: dict[str, tuple[str, ...]] = {}
         self._clients: dict[str, LabelStudioClient] = {}
@@ -118,29 +125,43 @@ class LabelStudioVolunteers:
         self._clients.clear()
 
     def _answer_open_requests(self) -> None:
-        """Let the pool answer every open request, and submit each answer as its volunteer."""
+        """Let the pool answer every open request, and submit each answer as its volunteer.
+
+        Volunteers submit side by side (``workers`` threads, each volunteer's answers in order in one thread),
+        as people do: Label Studio serves them concurrently, and each submission waits on its webhook.
+        """
         batch = self.pool.pull(self._pool_cursor)
+        answers: dict[str, list[tuple[int, list[dict[str, object]]]]] = defaultdict(list)
         for review in batch.reviews:
-            key = (review.task_ref or "").removeprefix("task:")
-            task_id = self._tasks.get(key)
+            task_id = self._tasks.get((review.task_ref or "").removeprefix("task:"))
             if task_id is None:
                 continue
             a = review.annotation
-            states = [s.label for s in a.states]
-            client = self._volunteer(a.volunteer_id)
-            started = dt.datetime.now(dt.UTC)
+            answers[a.volunteer_id].append(
+                (task_id, self._result([s.label for s in a.states], a.building_id))
+            )
+        with ThreadPoolExecutor(max_workers=self.workers) as pool:
+            for done in [pool.submit(self._submit_all, v, items) for v, items in answers.items()]:
+                done.result()
+        self._pool_cursor = batch.cursor
+
+    def _submit_all(self, volunteer_id: str, items: list[tuple[int, list[dict[str, object]]]]) -> None:
+        client = self._volunteer(volunteer_id)
+        for task_id, result in items:
+            started = time.perf_counter()
             try:
-                client.submit(task_id, self._result(states, a.building_id))
+                client.submit(task_id, result)
             except LabelStudioAPIError as exc:
                 if exc.status != 404:
                     raise
-                self.counts.task_gone += 1  # withdrawn between the pool's choice and the submission
+                with self._lock:
+                    self.counts.task_gone += 1  # withdrawn between the pool's choice and the submission
                 continue
-            self.counts.submitted += 1
-            self.counts.submit_s += (dt.datetime.now(dt.UTC) - started).total_seconds()
-            if self.on_submit is not None:
-                self.on_submit(self.counts)
-        self._pool_cursor = batch.cursor
+            with self._lock:
+                self.counts.submitted += 1
+                self.counts.submit_s += time.perf_counter() - started
+                if self.on_submit is not None:
+                    self.on_submit(self.counts)
 
     def _result(self, states: list[str], building_id: str) -> list[dict[str, object]]:
         """The answer in the project's labeling config."""
@@ -154,7 +175,7 @@ class LabelStudioVolunteers:
         """The volunteer's own API client, signing them up on first use."""
         client = self._clients.get(volunteer_id)
         if client is None:
-            started = dt.datetime.now(dt.UTC)
+            started = time.perf_counter()
             base = self.queue.client.base_url
             token = signup_volunteer(
                 base,
@@ -163,7 +184,8 @@ class LabelStudioVolunteers:
                 self.password(volunteer_id),
             )
             client = LabelStudioClient(base, token)
-            self._clients[volunteer_id] = client
-            self.counts.users += 1
-            self.counts.signup_s += (dt.datetime.now(dt.UTC) - started).total_seconds()
+            with self._lock:
+                self._clients[volunteer_id] = client
+                self.counts.users += 1
+                self.counts.signup_s += time.perf_counter() - started
         return client

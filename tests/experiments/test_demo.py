@@ -60,3 +60,14 @@ def test_tiny_demo_runs_a_campaign_through_label_studio(tmp_path: Path) -> None:
     # headless: the service and Label Studio are stopped at the end
     with pytest.raises(Exception):  # noqa: B017 - any connection error
         LabelStudioClient(settings.label_studio_url, "x" * 40, retries=1).whoami()
+
+
+def test_demo_command_refuses_an_unknown_preset_before_doing_anything(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from serving.cli import app
+
+    result = CliRunner().invoke(app, ["demo", "--preset", "town", "--work-dir", str(tmp_path / "work")])
+    assert result.exit_code == 2
+    assert "town" in result.output and "district" in result.output
+    assert not (tmp_path / "work").exists()  # no scenario, no store, no service started
