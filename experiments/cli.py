@@ -42,18 +42,45 @@ def scenario(
 def demo(
     preset: Annotated[str, typer.Option(help="scenario preset: tiny, district or city")] = "district",
     seed: Annotated[int, typer.Option(help="scenario seed")] = 0,
-    max_epochs: Annotated[
-        int | None, typer.Option(min=1, help="override the config's training epochs (a quick look)")
+    mode: Annotated[
+        str, typer.Option(help="estimate (the model may settle confident buildings) or verify")
+    ] = "estimate",
+    headless: Annotated[
+        bool, typer.Option("--headless", help="stop the services at the end instead of waiting for Ctrl-C")
+    ] = False,
+    budget: Annotated[
+        int | None, typer.Option(min=1, help="stop once this many annotations are stored (default: preset's)")
+    ] = None,
+    rounds: Annotated[
+        int | None, typer.Option(min=1, help="at most this many rounds (default: preset's)")
     ] = None,
     work_dir: Annotated[Path | None, typer.Option(help="work directory (default: settings)")] = None,
-    tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI (default: settings)")] = None,
 ) -> None:
-    """Scenario, chip stacks, volunteer labels, a trained and promoted model, and every building dated."""
+    """A real campaign: scenario, Label Studio and the service, volunteers answering in Label Studio, the
+    model trained and promoted in MLflow, exports and figures. Services stay up until Ctrl-C (not with
+    --headless or without a terminal)."""
+    from active_learning.errors import ActiveLearningError
     from active_learning.settings import Settings
-    from experiments.demo import run_demo
+    from experiments.demo import PLANS, run_demo
+    from experiments.demo_services import DemoServiceError
+    from labeling import LabelingError
 
-    settings = Settings.from_env(work_dir=work_dir, mlflow_tracking_uri=tracking_uri)
-    run_demo(settings.work_dir, preset=preset, seed=seed, tracking=settings.tracking(), max_epochs=max_epochs)
+    console = Console()
+    if preset not in PLANS:
+        console.print(f"[red]error:[/] --preset {preset!r}: use one of {', '.join(PLANS)}")
+        raise typer.Exit(code=2)
+    if mode not in ("estimate", "verify"):
+        console.print(f"[red]error:[/] --mode {mode!r}: use estimate or verify")
+        raise typer.Exit(code=2)
+    settings = Settings.from_env(work_dir=work_dir)
+    try:
+        run_demo(
+            settings, preset=preset, seed=seed, mode=mode, console=console, headless=headless,
+            budget=budget, max_rounds=rounds,
+        )  # fmt: skip
+    except (DemoServiceError, LabelingError, ActiveLearningError, ScenarioError) as exc:
+        console.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(code=1) from None
 
 
 def register(app: typer.Typer) -> None:
