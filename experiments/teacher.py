@@ -154,7 +154,8 @@ def load_or_train_teacher(
     with folder_lock(folder):
         if weights.is_file() and (folder / "meta.json").is_file():
             meta = json.loads((folder / "meta.json").read_text())
-            task = DatingTask(**meta["hparams"])
+            # hparams of a cache written before "_"-keys (LightningCLI's instantiator) were left out
+            task = DatingTask(**{k: v for k, v in meta["hparams"].items() if not k.startswith("_")})
             task.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
             task.eval()
             return Teacher(task, weights, key, 0.0, True, int(meta["views"]))
@@ -184,7 +185,9 @@ def load_or_train_teacher(
         torch.save(task.state_dict(), weights)
         meta = {
             "key": key,
-            "hparams": {k: v for k, v in task.hparams.items() if k != "init_weights"},
+            "hparams": {
+                k: v for k, v in task.hparams.items() if k != "init_weights" and not k.startswith("_")
+            },
             "preset": preset,
             "seed": seed,
             "pairs": pairs,
