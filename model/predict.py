@@ -40,7 +40,9 @@ from model.task import DatingTask
 
 __all__ = [
     "CONTEXT_BUILDINGS",
+    "DateContexts",
     "Predictions",
+    "date_contexts",
     "predict",
     "pseudo_labels",
     "reference_batch",
@@ -88,8 +90,13 @@ def predict(
     mc_samples: int | None = None,
     batch_size: int = 64,
     progress: bool = True,
+    contexts: DateContexts | None = None,
 ) -> Predictions:
     """Posteriors of the given rows (all buildings by default), with a progress bar.
+
+    ``contexts`` are this model's date contexts over these chips from :func:`date_contexts`; a caller that
+    predicts a few buildings at a time (the ML backend) passes them so the reference sample is not encoded on
+    every call. Without them (or with ones for another number of samples) they are computed here.
 
     Raises:
         DataMismatchError: the chips have another band count than the model was trained on.
@@ -105,15 +112,11 @@ def predict(
     parts: dict[str, list[torch.Tensor]] = {}
     started = time.perf_counter()
     task.eval()
-    contexts: dict[tuple[int, int], torch.Tensor] | None = None
-    context_buildings: tuple[str, ...] = ()
-    if task.network_config.date_context and len(chips.building_ids):
-        reference = reference_batch(chips)
-        contexts = task.date_contexts(reference, samples)
-        context_buildings = tuple(chips.building_ids[int(r)] for r in reference["row"])
+    if contexts is None or contexts.samples != samples:
+        contexts = date_contexts(task, chips, samples)
     with tqdm(total=len(rows), desc="predict", unit="bldg", disable=not progress) as bar:
         for batch in loader:
-            out = task.mc_predict(batch, samples, contexts)
+            out = task.mc_predict(batch, samples, contexts.contexts)
             for key, value in out.items():
                 parts.setdefault(key, []).append(value.detach().cpu())
             bar.update(len(batch["row"]))
@@ -133,7 +136,36 @@ def predict(
         loglik_samples=cat("loglik_samples", (0, 1, g)),
         log_timing=cat("log_timing", (0, g)),
         seconds=seconds,
-        context_buildings=context_buildings,
+        context_buildings=contexts.buildings,
+    )
+
+
+@dataclass(frozen=True)
+class DateContexts:
+    """A model's date contexts over one chip cache (:meth:`DatingTask.date_contexts`), for ``samples`` samples.
+
+    Attributes:
+        contexts: one ``[T, E]`` context per (member, quarter turn); None when the model uses no date context.
+        buildings: the reference buildings they come from (written beside every posterior, for evidence).
+        samples: the Monte-Carlo samples they were computed for.
+    """
+
+    contexts: dict[tuple[int, int], torch.Tensor] | None
+    buildings: tuple[str, ...]
+    samples: int
+
+
+def date_contexts(task: DatingTask, chips: ChipArrays, mc_samples: int | None = None) -> DateContexts:
+    """Encode the reference sample (:func:`reference_rows`) once: the date contexts :func:`predict` uses."""
+    samples = int(task.hparams["mc_samples"]) if mc_samples is None else mc_samples
+    if not (task.network_config.date_context and len(chips.building_ids)):
+        return DateContexts(None, (), samples)
+    task.eval()
+    reference = reference_batch(chips)
+    return DateContexts(
+        task.date_contexts(reference, samples),
+        tuple(chips.building_ids[int(r)] for r in reference["row"]),
+        samples,
     )
 
 

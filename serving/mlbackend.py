@@ -116,6 +116,8 @@ class ChampionPredictor:
         self._task_version: str | None = None
         self._chips: Any = None
         self._chips_stamp = 0
+        self._contexts: Any = None  # the champion's date contexts over the chips (model.predict.DateContexts)
+        self._contexts_key: tuple[str | None, str] | None = None
         self._results: OrderedDict[tuple[str, str, str], GapPrediction] = OrderedDict()
         self._max_cached = max_cached
 
@@ -154,7 +156,7 @@ class ChampionPredictor:
             CacheError: there is no chip cache.
             ModelError: the champion cannot be loaded.
         """
-        from model.predict import predict
+        from model.predict import date_contexts, predict
 
         label = self.model_version()
         if label is None:
@@ -178,7 +180,14 @@ class ChampionPredictor:
                 else:
                     out[b] = found
             if todo:
-                preds = predict(task, chips, [positions[b] for b in todo], progress=False)
+                # the reference sample behind the date contexts is encoded once per model and cache, not per
+                # request: it costs ~8x a 16-building request
+                if self._contexts_key != (version, chips.fingerprint):
+                    self._contexts = date_contexts(task, chips)
+                    self._contexts_key = (version, chips.fingerprint)
+                preds = predict(
+                    task, chips, [positions[b] for b in todo], progress=False, contexts=self._contexts
+                )
                 for b, probs, p_destroyed in zip(
                     preds.building_ids, preds.probs, preds.p_destroyed, strict=True
                 ):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from unittest.mock import patch
 
 import lightning as L
 import numpy as np
@@ -15,7 +16,7 @@ from model.calibration import fit_temperature, gap_nll
 from model.changepoint import gap_posterior
 from model.datamodule import ChipDataModule, ChipDataset
 from model.errors import ModelConfigError
-from model.predict import predict, reference_batch, reference_rows, write_posteriors
+from model.predict import date_contexts, predict, reference_batch, reference_rows, write_posteriors
 from model.task import DatingTask, augment_timeline
 from tests.model.dating_data import exact_labels, synthetic_chips
 
@@ -277,6 +278,16 @@ def test_date_context_makes_a_prediction_independent_of_its_batch(
         meta["date_context_buildings"] == list(alone.context_buildings)
         and len(meta["date_context_buildings"]) == 40
     )
+    # contexts encoded once (as the ML backend keeps them) give the same posterior, and are not recomputed
+    once = date_contexts(task, arrays, mc_samples=1)
+    with patch.object(DatingTask, "date_contexts", side_effect=AssertionError("recomputed")):
+        reused = predict(task, arrays, [7], mc_samples=1, progress=False, contexts=once)
+    torch.testing.assert_close(torch.from_numpy(reused.probs[0]), torch.from_numpy(everyone.probs[7]))
+    assert reused.context_buildings == alone.context_buildings
+    # contexts for another number of samples are not used: they are computed again
+    recompute = patch.object(DatingTask, "date_contexts", side_effect=AssertionError("recomputed"))
+    with pytest.raises(AssertionError, match="recomputed"), recompute:
+        predict(task, arrays, [7], mc_samples=2, progress=False, contexts=once)
     # without a reference, the network falls back on its batch (as in training): the answer then depends on it
     batch = next(iter(torch.utils.data.DataLoader(ChipDataset(arrays, np.arange(40)), batch_size=40)))
     small = {k: v[7:8] for k, v in batch.items()}

@@ -15,7 +15,7 @@ from model.task import DatingTask
 def register_champion(settings: Settings, chip_size: int = 16, *, seed: int = 0) -> ModelRef:
     """Register a small untrained DatingTask as a new version and give it the ``champion`` alias."""
     torch.manual_seed(seed)
-    task = DatingTask(width=8, embed_dim=16, d_model=16, layers=1, heads=2, mc_samples=2, date_context=False)
+    task = DatingTask(width=8, embed_dim=16, d_model=16, layers=1, heads=2, mc_samples=2, date_context=True)
     tracking = settings.tracking()
     ref = log_training_run(
         task,
