@@ -153,8 +153,12 @@ class Settings(BaseModel):
         path = self.work_dir / "secrets" / name
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(secrets.token_urlsafe(32))
-            path.chmod(0o600)
+            try:  # created with mode 600, never readable by others even for a moment
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:
+                return path  # another process made it first
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_urlsafe(32))
         return path
 
 
