@@ -39,6 +39,25 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def wait_healthy(proc: subprocess.Popen[bytes], url: str, log: Path, timeout: float) -> None:
+    """Wait until the service child ``proc`` answers ``url``/health.
+
+    Raises:
+        DemoServiceError: the child exited, or did not answer within ``timeout`` seconds (its log is named).
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise DemoServiceError(f"the service exited with code {proc.returncode}; log {log}")
+        try:
+            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise DemoServiceError(f"the service did not answer {url}/health within {timeout:.0f} s; log {log}")
+
+
 def port_free(port: int) -> bool:
     """True when nothing listens on ``127.0.0.1:port``."""
     with socket.socket() as s:
@@ -132,22 +151,7 @@ class DemoServices:
             start_new_session=True,
         )
         log.close()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.service.poll() is not None:
-                raise DemoServiceError(
-                    f"the service exited with code {self.service.returncode}; log {self.log_dir / 'service.log'}"
-                )
-            try:
-                if httpx.get(f"{self.service_url}/health", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
-        raise DemoServiceError(
-            f"the service did not answer {self.service_url}/health within {timeout:.0f} s; "
-            f"log {self.log_dir / 'service.log'}"
-        )
+        wait_healthy(self.service, self.service_url, self.log_dir / "service.log", timeout)
 
     def download(self, path: str, out: Path, timeout: float = 300.0) -> Path:
         """GET ``path`` from the service into ``out`` (written beside it first, then renamed: a killed run

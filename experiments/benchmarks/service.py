@@ -30,7 +30,6 @@ import itertools
 import json
 import os
 import secrets
-import socket
 import subprocess
 import sys
 import threading
@@ -48,6 +47,7 @@ from active_learning.settings import DEFAULT_WORK_DIR, Settings
 from active_learning.store import Store
 from experiments.benchmarks.dating import CONFIGS, chip_cache, crowd_labels
 from experiments.benchmarks.report import benchmark_parser, report
+from experiments.demo_services import free_port, wait_healthy
 from model.errors import ChampionMissingError
 from model.registry import CHAMPION, MODEL_NAME, model_ref
 
@@ -112,17 +112,11 @@ def build_state(
     return env, cache
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class Service:
     """``striketracker serve`` in a subprocess on a free loopback port."""
 
     def __init__(self, env: dict[str, str], token: str) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.token = token
         self.log = (Path(env["STRIKETRACKER_WORK_DIR"]) / "serve.log").open("w")
@@ -144,19 +138,7 @@ class Service:
         )
 
     def wait(self, timeout: float = 600.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(
-                    f"striketracker serve exited with {self.proc.returncode}; see {self.log.name}"
-                )
-            try:
-                if httpx.get(f"{self.url}/health", timeout=2).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.5)
-        raise RuntimeError(f"striketracker serve did not answer within {timeout:.0f} s; see {self.log.name}")
+        wait_healthy(self.proc, self.url, Path(self.log.name), timeout)
 
     def stop(self) -> None:
         self.proc.terminate()
