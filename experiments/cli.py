@@ -22,11 +22,14 @@ def scenario(
     preset: str = typer.Option("tiny", help=f"scenario size: one of {', '.join(PRESETS)}"),
     seed: int = typer.Option(0, min=0, help="random seed; the same seed gives byte-identical output"),
     out: Path = typer.Option(..., help="output folder (imagery/, clouds/, footprints.gpkg, truth.csv, ...)"),
+    workers: int | None = typer.Option(
+        None, min=1, help="processes rendering tiles (default: one per CPU, at most 4, for large scenes)"
+    ),
 ) -> None:
     """Render a scenario: GeoTIFF timeline (UTM 37N), cloud masks, footprints and truth over Raqqa."""
     console = Console()
     try:
-        summary = generate(preset, seed, out, progress=True)
+        summary = generate(preset, seed, out, progress=True, workers=workers)
     except ScenarioError as exc:
         console.print(f"[red]error:[/] {exc}")
         raise typer.Exit(code=2) from None

@@ -19,7 +19,8 @@
    ``mlflow ui``, the exports.
 
 Everything of one run is written under ``<work_dir>/demo/<preset>-<seed>/`` (store, MLflow, exports, reports,
-logs, ``summary.json``), fresh on every run; the scenario and chip caches sit beside it and are reused. The
+logs, ``summary.json``), fresh on every run; the scenario and its chips are the work directory's shared caches
+(``scenarios/``, ``chips/``, also the benchmarks'), reused when unchanged. The
 services are left running until Ctrl-C, unless ``headless`` or the standard input is not a terminal.
 """
 
@@ -46,9 +47,10 @@ from active_learning.settings import Settings
 from active_learning.simulated_labeler import SimulatedPoolLabeler
 from active_learning.store import Store
 from experiments.benchmarks.dating import CONFIGS
+from experiments.benchmarks.ingest import ensure_scenario, folder_lock
 from experiments.demo_services import DemoServiceError, DemoServices, free_port, port_free
 from experiments.plots import plot_chip_stacks
-from experiments.scenario import generate, load_truth
+from experiments.scenario import load_truth
 from experiments.scenario.preview import write_preview
 from experiments.volunteer_bridge import BridgeCounts, LabelStudioVolunteers
 from labeling import LabelStudioClient, legacy_token_from_secret
@@ -194,21 +196,34 @@ def run_demo(
 def _prepare_imagery(
     demo_dir: Path, preset: str, seed: int, console: Console, timings: dict[str, float]
 ) -> tuple[Path, Path]:
-    """The scenario and its chip stacks (both reused when unchanged), with two figures."""
-    scenario_dir = demo_dir / f"scenario-{preset}-{seed}"
-    cache_dir = demo_dir / f"chips-{preset}-{seed}"
+    """The scenario and its chip stacks, with two figures.
+
+    Both live in the work directory's shared caches (``scenarios/<preset>-<seed>``, ``chips/<preset>-<seed>``),
+    the same folders the benchmarks use, so a city generated for one (half an hour) is reused by the other;
+    both are reused when unchanged and locked while being made.
+    """
+    work = demo_dir.parent
+    scenario_dir = work / "scenarios" / f"{preset}-{seed}"
+    cache_dir = work / "chips" / f"{preset}-{seed}"
     started = time.perf_counter()
-    if (scenario_dir / "scenario.json").exists() and _same_scenario(scenario_dir, preset, seed):
+    if (scenario_dir / "scenario.json").exists():
         console.print(f"[dim]reusing scenario {scenario_dir}[/dim]")
     else:
         console.print(f"[bold]scenario[/bold] generating {preset} (seed {seed}) into {scenario_dir}")
-        generate(preset, seed, scenario_dir, progress=True)
+    ensure_scenario(preset, seed, work)
     timings["scenario"] = round(time.perf_counter() - started, 1)
     started = time.perf_counter()
     console.print(f"[bold]ingest[/bold] imagery into chip stacks at {cache_dir}")
-    with Progress(
-        TextColumn("cutting chips"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
-    ) as bar:
+    with (
+        folder_lock(cache_dir),
+        Progress(
+            TextColumn("cutting chips"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+        ) as bar,
+    ):
         task = bar.add_task("ingest", total=None)
         stack = ingest(
             scenario_dir,
@@ -484,8 +499,3 @@ def _wait_for_interrupt(console: Console, headless: bool) -> None:
             time.sleep(3600)
     except KeyboardInterrupt:
         console.print("stopping")
-
-
-def _same_scenario(scenario_dir: Path, preset: str, seed: int) -> bool:
-    meta = json.loads((scenario_dir / "scenario.json").read_text())
-    return meta.get("preset") == preset and int(meta.get("seed", -1)) == seed

@@ -1,8 +1,9 @@
 """Generate a scenario folder (docs/CONTRACTS.md, "Scenario folder"): imagery, cloud masks, footprints, truth.
 
 The scene is rendered tile by tile; each tile is rendered for every date and written with windowed writes to
-the date's tiled, compressed GeoTIFF, so no whole-scene array is ever held in memory. The same seed gives
-byte-identical truth tables and images.
+the date's tiled, compressed GeoTIFF, so no whole-scene array is ever held in memory. Large scenes render their
+tiles in worker processes (every tile's randomness is keyed by its position, so the order does not matter) while
+this process writes them. The same seed gives byte-identical truth tables and images, whatever the workers.
 """
 
 from __future__ import annotations
@@ -10,9 +11,12 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+import os
 import resource
 import shutil
 import time
+from collections.abc import Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,6 +45,7 @@ from experiments.scenario.presets import Preset, check_seed, get_preset
 from experiments.scenario.render import (
     BASE_RES,
     BuildingLooks,
+    TileResult,
     build_looks,
     cloud_threshold,
     prepare_tile,
@@ -62,6 +67,9 @@ ATTRIBUTION = (
     "UNOSAT windows and all imagery are synthetic, rendered by striketracker's scenario generator.\n"
 )
 _BAND_NAMES = ("red", "green", "blue", "nir")
+POOL_MIN_TILES = 24
+"""Below this many tiles (``tiny`` and ``district`` have 4 and 12) the tiles render in this process: starting
+worker processes would cost more than it saves."""
 
 
 @dataclass(frozen=True)
@@ -154,6 +162,7 @@ def generate(
     progress: bool = True,
     extract: Path = DEFAULT_EXTRACT,
     randomise: bool | None = None,
+    workers: int | None = None,
 ) -> ScenarioSummary:
     """Generate the scenario ``preset`` with ``seed`` into the folder ``out``.
 
@@ -164,6 +173,8 @@ def generate(
         progress: show a rich progress bar.
         extract: the UNOSAT CSV extract.
         randomise: render in a randomised world style (None: as the preset says, see ``Preset.randomise``).
+        workers: processes rendering tiles (None: one per CPU, at most 4, once the scene has
+            :data:`POOL_MIN_TILES` tiles; 1: all in this process). The output does not depend on it.
 
     Raises:
         UnknownPresetError, BadSeedError, ScenarioDataError, ScenarioOutputError.
@@ -188,7 +199,13 @@ def generate(
     # bound GDAL's block cache: 30 datasets are open at once and dirty blocks are flushed as tiles complete
     with rasterio.Env(GDAL_CACHEMAX=_GDAL_CACHE_MB * 1024 * 1024):
         pixels, cloud_px, nodata_px = _render_all(
-            out, layout, truth, looks, acquisitions, tiles, names, seed, progress, f"{spec.name} seed {seed}"
+            out,
+            _Scene(layout, truth, looks, acquisitions, seed),
+            tiles,
+            names,
+            _workers(workers, len(tiles)),
+            progress,
+            f"{spec.name} seed {seed}",
         )
 
     safe = np.maximum(pixels, 1)
@@ -268,22 +285,93 @@ def generate(
     )
 
 
+@dataclass(frozen=True)
+class _Scene:
+    """What rendering a tile needs, shipped once to every worker process."""
+
+    layout: Layout
+    truth: Truth
+    looks: BuildingLooks
+    acquisitions: list[Acquisition]
+    seed: int
+    thresholds: list[float] = field(default_factory=list)
+
+
+_WORKER_SCENE: _Scene | None = None  # set in each worker process by _init_worker
+
+
+def _init_worker(scene: _Scene) -> None:
+    global _WORKER_SCENE
+    _WORKER_SCENE = scene
+
+
+def _render_in_worker(tile: tuple[float, float, float, float]) -> list[TileResult]:
+    assert _WORKER_SCENE is not None, "worker started without _init_worker"
+    return _render_tile_dates(_WORKER_SCENE, tile)
+
+
+def _render_tile_dates(scene: _Scene, tile: tuple[float, float, float, float]) -> list[TileResult]:
+    """One tile on every date."""
+    col_m, row_m, w_m, h_m = tile
+    ground = prepare_tile(scene.layout, scene.looks, col_m, row_m, w_m, h_m, scene.seed)
+    return [
+        render_tile(scene.layout, scene.truth, scene.looks, ground, acq, t, scene.thresholds[t])
+        for t, acq in enumerate(scene.acquisitions)
+    ]
+
+
+def _workers(requested: int | None, n_tiles: int) -> int:
+    if requested is not None:
+        if requested < 1:
+            raise ValueError(f"workers must be at least 1, got {requested}")
+        return requested
+    return 1 if n_tiles < POOL_MIN_TILES else max(1, min(4, os.cpu_count() or 1))
+
+
+def _rendered(
+    scene: _Scene, tiles: list[tuple[float, float, float, float]], workers: int
+) -> Iterator[list[TileResult]]:
+    """Every tile's dates, in tile order: in this process, or from ``workers`` processes with a bounded number of
+    tiles in flight (each is ~1.8 MB per date), so memory stays flat however large the scene."""
+    if workers == 1:
+        for tile in tiles:
+            yield _render_tile_dates(scene, tile)
+        return
+    # spawn, not fork: the caller may hold threads (torch, GDAL) that a forked child would inherit half-locked
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(
+        workers, mp_context=context, initializer=_init_worker, initargs=(scene,)
+    ) as pool:
+        pending: list[Future[list[TileResult]]] = []
+        queue = iter(tiles)
+        for tile in queue:
+            pending.append(pool.submit(_render_in_worker, tile))
+            if len(pending) >= 2 * workers:
+                break
+        while pending:
+            done = pending.pop(0).result()
+            nxt = next(queue, None)
+            if nxt is not None:
+                pending.append(pool.submit(_render_in_worker, nxt))
+            yield done
+
+
 def _render_all(
     out: Path,
-    layout: Layout,
-    truth: Truth,
-    looks: BuildingLooks,
-    acquisitions: list[Acquisition],
+    scene: _Scene,
     tiles: list[tuple[float, float, float, float]],
     names: list[str],
-    seed: int,
+    workers: int,
     progress: bool,
     label: str,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Render every tile on every date into the open GeoTIFFs; footprint pixel counts ``[N, T]`` (all, cloud,
     nodata)."""
+    layout, acquisitions = scene.layout, scene.acquisitions
     n, t_count = len(layout), len(acquisitions)
-    thresholds = [cloud_threshold(layout, a) for a in acquisitions]
+    scene = dataclasses.replace(scene, thresholds=[cloud_threshold(layout, a) for a in acquisitions])
     pixels = np.zeros((n, t_count), np.int64)
     cloud_px = np.zeros((n, t_count), np.int64)
     nodata_px = np.zeros((n, t_count), np.int64)
@@ -313,11 +401,10 @@ def _render_all(
             TimeRemainingColumn(),
         ]
         with Progress(*columns, disable=not progress) as bar:
-            task = bar.add_task(f"{label}: {n} buildings, {t_count} dates", total=len(tiles) * t_count)
-            for col_m, row_m, w_m, h_m in tiles:
-                ground = prepare_tile(layout, looks, col_m, row_m, w_m, h_m, seed)
-                for t, acq in enumerate(acquisitions):
-                    tile = render_tile(layout, truth, looks, ground, acq, t, thresholds[t])
+            description = f"{label}: {n} buildings, {t_count} dates, {workers} worker(s)"
+            task = bar.add_task(description, total=len(tiles) * t_count)
+            for (col_m, row_m, _, _), dated in zip(tiles, _rendered(scene, tiles, workers), strict=True):
+                for t, (tile, acq) in enumerate(zip(dated, acquisitions, strict=True)):
                     res = acq.resolution
                     window = Window(
                         int(round(col_m / res)),

@@ -92,12 +92,18 @@ def test_folder_follows_the_contract(tiny: Path) -> None:
 
 
 def test_same_seed_gives_byte_identical_output(tiny: Path, tmp_path: Path) -> None:
+    """Also when the tiles render in worker processes (as large scenes do): tiles arrive out of order there."""
     again = tmp_path / "again"
-    generate("tiny", 3, again, progress=False)
+    generate("tiny", 3, again, progress=False, workers=2)
     assert _digest(again) == _digest(tiny)
     other = tmp_path / "other"
     generate("tiny", 4, other, progress=False)
     assert _digest(other)["truth.csv"] != _digest(tiny)["truth.csv"]
+
+
+def test_workers_must_be_positive(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="workers must be at least 1"):
+        generate("tiny", 3, tmp_path / "x", progress=False, workers=0)
 
 
 def test_preset_size(tiny: Path) -> None:
