@@ -345,7 +345,8 @@ def witness_check(store: Store, output: ModelOutput, truth: dict[str, int], n_da
     table = store.annotations_table()
     ids = [b for b in output.building_ids if b in truth]
     rows = {b: i for i, b in enumerate(output.building_ids)}
-    probs = np.clip(output.probs[[rows[b] for b in ids]], 1e-9, None)
+    # float64: the model's float32 probabilities cannot hold 1 - 1e-9, so the clip would leave log1p(-1) = -inf
+    probs = np.clip(output.probs[[rows[b] for b in ids]].astype(np.float64), 1e-9, None)
     damaged_by = np.clip(np.cumsum(probs, axis=1)[:, :n_dates], 1e-9, 1 - 1e-9)  # P(g <= t)
     reviewed = set(table["building_id"])
     arms: dict[str, dict[str, Any]] = {
