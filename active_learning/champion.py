@@ -236,6 +236,8 @@ class RegistryModel:
             if warm_start:
                 init, _ = load_model(self.tracking, version=warm_start.rsplit("/", 1)[-1])
             self._threads()
+            # no checkpoints: a campaign retrain takes minutes, so a round killed mid-training retrains from the
+            # start when it resumes (the round's state lives in the store); `striketracker train` resumes
             result = run_cli(args, tracking=self.tracking, run_name=run_name, init_from=init)
             if result.model is None:
                 raise CampaignError("training registered no model; the campaign needs an MLflow registry")

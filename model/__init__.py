@@ -3,7 +3,9 @@
 Modules follow the data flow: ``timeline`` and ``buildings`` (inputs) -> ``chips`` (the ingest pipeline and
 the chip cache) -> ``registration`` -> ``datamodule`` (arrays, labels, splits, the DataModule) -> ``network``
 -> ``changepoint`` -> ``task`` -> ``calibration`` -> ``predict`` -> ``registry``; ``baseline`` is the
-non-learned detector, ``xbd`` imports real xBD scenes, ``errors`` holds every exception type.
+non-learned detector, ``xbd`` imports real xBD scenes, ``errors`` holds every exception type; ``checkpoints``
+makes a killed training resumable, and ``temporaries`` names the temporary files of every writer (chip cache,
+checkpoints, and the service's exports) so that those of killed writers are cleared.
 
 The public names below are re-exported here (``predict``, the function, is not: it shares its name with the
 module ``model.predict``). They are imported on first use (PEP 562 ``__getattr__``), so

@@ -8,6 +8,11 @@ moves ``champion`` to the candidate only when the candidate beats the current ch
 ``striketracker-promotions`` experiment, so a promotion can be explained later. Serving calls
 :func:`load_champion`.
 
+A process killed in the middle of a training leaves no half-logged model behind to be loaded: registration is
+the last step inside the run and the run's ``FINISHED`` status is its end marker, so :func:`model_ref` refuses a
+version whose run did not finish, and the alias ``candidate`` is set only after it has; the next training marks
+the runs of killed processes ``KILLED`` (:func:`close_killed_runs`, by the host and pid tagged on each run).
+
 The tracking URI and artifact root are passed in (the service's Settings own them); the embedded default is a
 SQLite store with local artifacts under the work directory.
 """
@@ -31,6 +36,7 @@ from mlflow.types import Schema, TensorSpec
 from model.calibration import DatingMetrics
 from model.errors import ChampionMissingError, RegistryError
 from model.task import DatingTask
+from model.temporaries import writer_alive, writer_tag
 
 __all__ = [
     "CANDIDATE",
@@ -40,6 +46,7 @@ __all__ = [
     "PromotionDecision",
     "Tracking",
     "beats",
+    "close_killed_runs",
     "load_champion",
     "load_model",
     "log_training_run",
@@ -52,6 +59,8 @@ CANDIDATE = "candidate"
 CHAMPION = "champion"
 TRAINING_EXPERIMENT = "striketracker-dating"
 PROMOTION_EXPERIMENT = "striketracker-promotions"
+WRITER = "striketracker.writer"
+"""Run tag: the :func:`model.temporaries.writer_tag` of the process writing the run."""
 
 
 @dataclass(frozen=True)
@@ -168,7 +177,9 @@ def log_training_run(
     ) as run:
         flat = {k: _param(v) for k, v in params.items()}
         mlflow.log_params({k: v for k, v in flat.items() if len(v) <= 500})
-        mlflow.set_tags({"data_fingerprint": data_fingerprint, "label_snapshot": label_snapshot})
+        mlflow.set_tags(
+            {"data_fingerprint": data_fingerprint, "label_snapshot": label_snapshot, WRITER: writer_tag()}
+        )
         mlflow.log_params({"data_fingerprint": data_fingerprint, "label_snapshot": label_snapshot})
         mlflow.log_metrics({k: float(v) for k, v in metrics.items() if np.isfinite(v)})
         for name, path in artifacts:
@@ -182,12 +193,28 @@ def log_training_run(
             serialization_format="pickle",
         )
         logged_run = str(run.info.run_id)
-    version = str(info.registered_model_version)
-    client = tracking.client()
+        version = str(info.registered_model_version)
+        client = tracking.client()
+        client.set_model_version_tag(MODEL_NAME, version, "data_fingerprint", data_fingerprint)
+        client.set_model_version_tag(MODEL_NAME, version, "label_snapshot", label_snapshot)
+    # the run is FINISHED: the version is whole; only now may a command find it by its alias
     client.set_registered_model_alias(MODEL_NAME, CANDIDATE, version)
-    client.set_model_version_tag(MODEL_NAME, version, "data_fingerprint", data_fingerprint)
-    client.set_model_version_tag(MODEL_NAME, version, "label_snapshot", label_snapshot)
     return ModelRef(MODEL_NAME, version, logged_run)
+
+
+def close_killed_runs(tracking: Tracking) -> list[str]:
+    """Mark ``KILLED`` the training runs still ``RUNNING`` whose process is gone (killed on this host).
+
+    Returns:
+        The ids of the runs marked.
+    """
+    experiment_id = tracking.activate(TRAINING_EXPERIMENT)
+    client = tracking.client()
+    running = client.search_runs([experiment_id], filter_string="attributes.status = 'RUNNING'")
+    killed = [run.info.run_id for run in running if not writer_alive(run.data.tags.get(WRITER, ""))]
+    for run_id in killed:
+        client.set_terminated(run_id, status="KILLED")
+    return killed
 
 
 def _param(value: Any) -> str:
@@ -217,7 +244,24 @@ def model_ref(tracking: Tracking, alias: str | None = None, version: str | None 
         raise RegistryError(
             f"{MODEL_NAME} {what} not found in {tracking.tracking_uri}; list versions with `mlflow ui`"
         ) from exc
+    status = _run_status(client, mv.run_id)
+    if status not in ("FINISHED", None):
+        raise RegistryError(
+            f"{MODEL_NAME}/{mv.version} comes from training run {mv.run_id}, which did not finish (status "
+            f"{status}): its process was stopped before the model was complete; train again, or use another "
+            "version"
+        )
     return ModelRef(MODEL_NAME, str(mv.version), str(mv.run_id))
+
+
+def _run_status(client: MlflowClient, run_id: str | None) -> str | None:
+    """The status of the run behind a version; None when it has none or it was purged (nothing to check)."""
+    if not run_id:
+        return None
+    try:
+        return str(client.get_run(run_id).info.status)
+    except MlflowException:
+        return None
 
 
 def load_model(

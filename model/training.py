@@ -1,7 +1,9 @@
 """Training through LightningCLI: YAML configs in, a calibrated model logged and registered in MLflow out.
 
 :func:`run_cli` parses LightningCLI arguments (``--config experiments/configs/tiny.yaml --data.cache ...``),
-fits the :class:`model.task.DatingTask` on the :class:`model.datamodule.ChipDataModule`, then
+fits the :class:`model.task.DatingTask` on the :class:`model.datamodule.ChipDataModule` (given a checkpoint
+root, saving a checkpoint after every epoch and resuming from it when rerun after a kill:
+:mod:`model.checkpoints`), then
 :func:`finish_training` fits the temperature on the validation blocks, scores the calibrated model there, draws
 the reliability diagram and the gap-error histogram, and (with a :class:`model.registry.Tracking`) logs it all to
 the Lightning MLflow logger's run and registers the model as ``candidate``.
@@ -9,6 +11,7 @@ the Lightning MLflow logger's run and registers the model as ``candidate``.
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -29,11 +32,20 @@ from model.calibration import (
     plot_reliability,
     shrink_temperature,
 )
+from model.checkpoints import resume_point, track_checkpoints, training_key
 from model.datamodule import ChipDataModule, GapLabels
 from model.errors import ModelConfigError
 from model.predict import predict, pseudo_labels
-from model.registry import TRAINING_EXPERIMENT, ModelRef, Tracking, log_training_run
+from model.registry import (
+    TRAINING_EXPERIMENT,
+    WRITER,
+    ModelRef,
+    Tracking,
+    close_killed_runs,
+    log_training_run,
+)
 from model.task import DatingTask
+from model.temporaries import writer_tag
 
 __all__ = ["SelfTrainResult", "TrainResult", "finish_training", "make_cli", "run_cli", "self_train"]
 
@@ -60,6 +72,7 @@ class TrainResult:
     train_buildings: int = 0
     data: ChipDataModule | None = None
     temperature_fitted: float = 1.0
+    resumed_after_epochs: int = 0
 
 
 @dataclass(frozen=True)
@@ -99,8 +112,12 @@ def run_cli(
     callbacks: Sequence[L.Callback] = (),
     artifacts: Sequence[tuple[str, Path]] = (),
     init_from: DatingTask | None = None,
+    checkpoints: Path | None = None,
 ) -> TrainResult:
     """Parse LightningCLI ``args``, train, calibrate and (with ``tracking``) log and register the model.
+
+    A run killed mid-way leaves no registered version (registration is the last step) and its MLflow run is
+    marked ``KILLED`` by the next training (:func:`model.registry.close_killed_runs`).
 
     Args:
         args: LightningCLI arguments, e.g. ``["--config", "experiments/configs/tiny.yaml", "--data.cache", ...]``.
@@ -110,16 +127,21 @@ def run_cli(
         artifacts: extra ``(folder, file)`` artifacts for the MLflow run (e.g. the pseudo-labels used).
         init_from: warm start: training starts from this model's weights (e.g. the champion's, same
             architecture) instead of a random initialisation.
+        checkpoints: root of the training checkpoints (``<work dir>/checkpoints``): the training saves one after
+            every epoch and, rerun with the same settings and data after a kill, resumes from it. None (and any
+            warm start) trains from the start every time: the campaign's retrains take minutes, and a warm
+            start's initial weights are not part of the checkpoint's key.
     """
     defaults: dict[str, Any] = {"logger": False}
     if tracking is not None:
-        tracking.activate(TRAINING_EXPERIMENT)
+        close_killed_runs(tracking)
         defaults["logger"] = lazy_instance(
             MLFlowLogger,
             experiment_name=TRAINING_EXPERIMENT,
             tracking_uri=tracking.tracking_uri,
             run_name=run_name,
             log_model=False,
+            tags={WRITER: writer_tag()},
         )
     cli = make_cli(args, defaults)
     task, data, trainer = cli.model, cli.datamodule, cli.trainer
@@ -133,13 +155,17 @@ def run_cli(
                 f"cannot warm-start from a model of another architecture ({str(exc).splitlines()[0]}); "
                 "train from scratch or use the config it was trained with"
             ) from None
-    trainer.fit(task, datamodule=data)
+    resume = None
+    if checkpoints is not None and init_from is None:
+        resume = resume_point(checkpoints, _key(cli.config.as_dict(), data))
+        track_checkpoints(trainer, resume)
+    trainer.fit(task, datamodule=data, ckpt_path=resume.checkpoint if resume else None)
     if not trainer.is_global_zero:
         # DDP: every rank trained the same model; rank 0 alone calibrates, logs and registers it
         return TrainResult(task=task, val_metrics=None, temperature=1.0, model=None, data=data)
     run_id = trainer.logger.run_id if isinstance(trainer.logger, MLFlowLogger) else None
     config = {k: v for k, v in cli.config.as_dict().items() if k in ("model", "data", "trainer")}
-    return finish_training(
+    result = finish_training(
         task,
         data,
         tracking=tracking,
@@ -148,6 +174,19 @@ def run_cli(
         run_name=run_name,
         artifacts=artifacts,
     )
+    if resume is None:
+        return result
+    resume.clear()  # the model is registered: a rerun is a new training
+    return dataclasses.replace(result, resumed_after_epochs=resume.epochs_done)
+
+
+def _key(config: dict[str, Any], data: ChipDataModule) -> str:
+    """:func:`model.checkpoints.training_key` of a LightningCLI config (loggers, callbacks and display aside)."""
+    varying = {"logger", "callbacks", "enable_progress_bar", "enable_model_summary", "enable_checkpointing"}
+    trainer = {k: v for k, v in config.get("trainer", {}).items() if k not in varying}
+    settings = {"model": config.get("model"), "data": config.get("data"), "trainer": trainer}
+    files = [Path(data.pseudo_labels_path)] if data.pseudo_labels_path else []
+    return training_key(settings, fingerprints=[data.chips.fingerprint, data.labels.snapshot_id], files=files)
 
 
 def finish_training(
@@ -243,6 +282,7 @@ def self_train(
     tracking: Tracking | None = None,
     run_name: str | None = None,
     callbacks: Sequence[L.Callback] = (),
+    checkpoints: Path | None = None,
 ) -> SelfTrainResult:
     """Two rounds of training: real labels, then real labels plus the first model's confident pseudo-labels.
 
@@ -256,14 +296,19 @@ def self_train(
 
     Args:
         callbacks: Lightning callbacks of the first round (e.g. epoch timers).
+        checkpoints: root of the checkpoints each round resumes from after a kill (:func:`run_cli`).
     """
-    first = run_cli(args, tracking=None, run_name=run_name, callbacks=callbacks)
+    first = run_cli(args, tracking=None, run_name=run_name, callbacks=callbacks, checkpoints=checkpoints)
     assert first.data is not None
     chips, labels = first.data.chips, first.data.labels
     everyone = predict(first.task, chips, progress=True)
     pseudo = pseudo_labels(everyone, min_confidence=min_confidence, exclude=labels.building_ids)
     if pseudo is None:
-        final = run_cli(args, tracking=tracking, run_name=run_name) if tracking is not None else first
+        final = (
+            run_cli(args, tracking=tracking, run_name=run_name, checkpoints=checkpoints)
+            if tracking is not None
+            else first
+        )
         return SelfTrainResult(first=first, final=final, pseudo=None)
     path = pseudo.write_csv(pseudo_csv, chips.dates)
     final = run_cli(
@@ -271,6 +316,7 @@ def self_train(
         tracking=tracking,
         run_name=run_name,
         artifacts=[("pseudo_labels", path)],
+        checkpoints=checkpoints,
     )
     return SelfTrainResult(first=first, final=final, pseudo=pseudo)
 

@@ -7,14 +7,15 @@ EPSG:4326 (a point where the footprint is unknown); a cache without georeference
 without a CRS, and says so in the ``coordinates`` column.
 
 Files are written to a temporary name in the target folder and renamed into place, so a killed export never
-leaves a half-written file under the final name; a folder that cannot be written gives an :class:`ExportError`
-naming it.
+leaves a half-written file under the final name; the temporaries are named by their writer
+(:func:`model.temporaries.writer_tag`), and the next export to the same name clears those of killed exports. A
+folder that cannot be written gives an :class:`ExportError` naming it.
 """
 
 from __future__ import annotations
 
 import os
-import uuid
+import re
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,6 +27,7 @@ import pandas as pd
 import pyogrio
 
 from active_learning.store import Store
+from model.temporaries import WRITER_TAG, clear_dead_temporaries, writer_tag
 from serving.catalog import DatedBuilding, Snapshot
 from serving.errors import ExportError
 
@@ -120,7 +122,8 @@ def write_export(frame: gpd.GeoDataFrame, out: Path, fmt: ExportFormat) -> Path:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise _unwritable(folder, exc) from None
-    tmp = folder / f".{out.stem}.{uuid.uuid4().hex[:8]}.part{out.suffix}"
+    clear_dead_temporaries(folder, _temporaries_of(out))
+    tmp = _temporary(out, out.suffix)
     try:
         # claim the temporary name first: an unwritable folder fails here, with a plain OSError
         os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
@@ -156,6 +159,16 @@ def write_export(frame: gpd.GeoDataFrame, out: Path, fmt: ExportFormat) -> Path:
     return out
 
 
+def _temporary(out: Path, suffix: str) -> Path:
+    """``.STEM.<writer tag>.part<suffix>`` beside ``out``: hidden, and never taken for an export."""
+    return out.parent / f".{out.stem}.{writer_tag()}.part{suffix}"
+
+
+def _temporaries_of(out: Path) -> str:
+    """The names of every temporary of exports to ``out`` (any format, sidecars and GDAL journals included)."""
+    return rf"\.{re.escape(out.stem)}\.{WRITER_TAG}\.part(\..*)?"
+
+
 def _csv_sidecars(table: pd.DataFrame, frame: gpd.GeoDataFrame, out: Path) -> list[tuple[Path, Path]]:
     """GDAL's (and so QGIS's) CSV sidecars, written to temporary names: column types (.csvt) and CRS (.prj)."""
     kinds = {"WKT": "WKT", "x": "Real", "y": "Real", "confidence": "Real", "p_damaged": "Real",
@@ -164,12 +177,12 @@ def _csv_sidecars(table: pd.DataFrame, frame: gpd.GeoDataFrame, out: Path) -> li
         kinds[column] = "Date"
     parts = []
     csvt = out.with_suffix(".csvt")
-    part = out.parent / f".{csvt.name}.{uuid.uuid4().hex[:8]}.part"
+    part = _temporary(out, csvt.suffix)
     part.write_text(",".join(f'"{kinds.get(c, "String")}"' for c in table.columns) + "\n")
     parts.append((part, csvt))
     if frame.crs is not None:
         prj = out.with_suffix(".prj")
-        part = out.parent / f".{prj.name}.{uuid.uuid4().hex[:8]}.part"
+        part = _temporary(out, prj.suffix)
         part.write_text(frame.crs.to_wkt("WKT1_ESRI"))
         parts.append((part, prj))
     return parts

@@ -29,9 +29,7 @@ import json
 import os
 import re
 import shutil
-import socket
 import time
-import uuid
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -68,6 +66,7 @@ from model.errors import (
     exception_reason,
     summarize_problems,
 )
+from model.temporaries import WRITER_TAG, clear_dead_temporaries, writer_tag
 from model.timeline import Timeline, load_timeline, utm_crs_for
 
 __all__ = ["IngestParams", "ProgressFn", "ingest"]
@@ -185,7 +184,7 @@ def ingest(
     if not buildings:
         raise FootprintError(f"{footprints}: no building lies inside any image", problems)
 
-    tmp = out.parent / f".{out.name}.tmp-{_build_tag()}"
+    tmp = out.parent / f".{out.name}.tmp-{writer_tag()}"
     try:
         tmp.mkdir(parents=True)
         manifest, read_problems = _build(timeline, buildings, params, crs, sources, tmp, progress)
@@ -399,35 +398,18 @@ _WRITE_ERRNOS = {
 """Errors of a folder that cannot take the cache (full, read-only, not a folder), as opposed to bad input."""
 
 
-def _build_tag() -> str:
-    """``<host>-<pid>-<random>``: names a build's temporary folders so a later run can tell dead ones."""
-    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-
-
 def _clear_dead_builds(out: Path) -> None:
     """Remove the temporary folders of builds of ``out`` killed on this host (their process is gone).
 
     A build killed with SIGKILL cannot clean up after itself; its half-written ``.NAME.tmp-*`` folder (or the
     previous cache set aside as ``.NAME.old-*``) is never read, but would hold its disk space forever.
     """
-    if not out.parent.is_dir():
-        return
-    pattern = re.compile(rf"\.{re.escape(out.name)}\.(tmp|old)-(?P<host>.+)-(?P<pid>\d+)-[0-9a-f]{{8}}")
-    for sibling in out.parent.iterdir():
-        match = pattern.fullmatch(sibling.name)
-        if match is None or match["host"] != socket.gethostname():
-            continue
-        try:
-            os.kill(int(match["pid"]), 0)
-        except ProcessLookupError:
-            shutil.rmtree(sibling, ignore_errors=True)
-        except PermissionError:
-            continue  # alive, owned by someone else
+    clear_dead_temporaries(out.parent, rf"\.{re.escape(out.name)}\.(tmp|old)-{WRITER_TAG}")
 
 
 def _swap_into_place(tmp: Path, out: Path) -> None:
     """Replace ``out`` by the finished ``tmp`` folder with renames (readers of the old files keep them)."""
-    old = out.parent / f".{out.name}.old-{_build_tag()}"
+    old = out.parent / f".{out.name}.old-{writer_tag()}"
     if out.exists():
         out.rename(old)
     tmp.rename(out)

@@ -73,7 +73,11 @@ def train(
     work_dir: WorkOpt = None,
     tracking_uri: TrackingOpt = None,
 ) -> None:
-    """Train a dating model, calibrate it, log it to MLflow and register it as `candidate`."""
+    """Train a dating model, calibrate it, log it to MLflow and register it as `candidate`.
+
+    A checkpoint is saved after every epoch under the work directory; rerun after a crash or a kill, the same
+    command resumes from it.
+    """
     from active_learning.settings import Settings
     from model.training import run_cli
     from model.training import self_train as run_self_train
@@ -82,21 +86,28 @@ def train(
     if max_epochs is not None:
         args += ["--trainer.max_epochs", str(max_epochs)]
     tracking = _tracking(work_dir, tracking_uri)
+    work = Settings.from_env(work_dir=work_dir).work_dir
+    checkpoints = work / "checkpoints"
     try:
         if self_train:
-            pseudo_csv = (
-                Settings.from_env(work_dir=work_dir).work_dir / "pseudo_labels" / f"{labels.stem}.csv"
-            )
+            pseudo_csv = work / "pseudo_labels" / f"{labels.stem}.csv"
             rounds = run_self_train(
-                args, pseudo_csv, min_confidence=min_confidence, tracking=tracking, run_name=run_name
+                args,
+                pseudo_csv,
+                min_confidence=min_confidence,
+                tracking=tracking,
+                run_name=run_name,
+                checkpoints=checkpoints,
             )
             result = rounds.final
             count = 0 if rounds.pseudo is None else len(rounds.pseudo.building_ids)
             typer.echo(f"self-training: {count} pseudo-labelled buildings written to {pseudo_csv}")
         else:
-            result = run_cli(args, tracking=tracking, run_name=run_name)
+            result = run_cli(args, tracking=tracking, run_name=run_name, checkpoints=checkpoints)
     except ModelError as exc:
         raise _fail(exc) from None
+    if result.resumed_after_epochs:
+        typer.echo(f"resumed an interrupted training after epoch {result.resumed_after_epochs}")
     if result.val_metrics is not None:
         _console.print(_metrics_table("validation (calibrated)", {"model": result.val_metrics.as_dict()}))
     label = result.model.label if result.model else "-"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,8 +17,22 @@ from model.calibration import DatingMetrics, dating_metrics
 from model.datamodule import ChipArrays, ChipDataModule
 from model.errors import ChampionMissingError, RegistryError
 from model.predict import predict, write_posteriors
-from model.registry import CANDIDATE, CHAMPION, MODEL_NAME, Tracking, load_champion, log_training_run, promote
+from model.registry import (
+    CANDIDATE,
+    CHAMPION,
+    MODEL_NAME,
+    TRAINING_EXPERIMENT,
+    WRITER,
+    Tracking,
+    close_killed_runs,
+    load_champion,
+    load_model,
+    log_training_run,
+    model_ref,
+    promote,
+)
 from model.task import DatingTask
+from model.temporaries import writer_tag
 from model.training import finish_training
 from tests.model.dating_data import exact_labels, synthetic_chips
 
@@ -133,3 +148,25 @@ def test_unknown_version_is_a_clear_error(tmp_path: Path, data: tuple[ChipArrays
             audit_id="x",
             candidate="99",
         )
+
+
+def test_a_version_whose_run_did_not_finish_is_refused_and_killed_runs_are_closed(tmp_path: Path) -> None:
+    tracking = Settings(work_dir=tmp_path).tracking()
+    ref = log_training_run(
+        _small_task(), tracking, params={}, metrics={}, data_fingerprint="f", label_snapshot="s", chip_size=16
+    )
+    client = tracking.client()
+    assert client.get_run(ref.run_id).info.status == "FINISHED" and model_ref(tracking, CANDIDATE) == ref
+    # a process killed between registering the version and ending its run leaves the run RUNNING
+    client.update_run(ref.run_id, status="RUNNING")
+    client.set_tag(ref.run_id, WRITER, f"{socket.gethostname()}-999999999-0123abcd")  # no such pid
+    live = client.create_run(client.get_experiment_by_name(TRAINING_EXPERIMENT).experiment_id)
+    client.set_tag(live.info.run_id, WRITER, writer_tag())  # this process: still training
+    for alias, version in ((CANDIDATE, None), (None, ref.version)):
+        with pytest.raises(RegistryError, match=f"{ref.run_id}, which did not finish"):
+            model_ref(tracking, alias, version)
+    assert close_killed_runs(tracking) == [ref.run_id]
+    assert client.get_run(ref.run_id).info.status == "KILLED"
+    assert client.get_run(live.info.run_id).info.status == "RUNNING"
+    with pytest.raises(RegistryError, match="status KILLED"):
+        load_model(tracking, CANDIDATE)
