@@ -20,7 +20,9 @@ measured on the other 95%. Arms, all on the same answers (``<arm>_accuracy_<k>``
   instead of one per-review grade swap (the model before the swap); ``ours_inversion`` with an extra
   per-volunteer way of answering that swaps intact and damaged (sabotage); ``ours_volunteer_types`` with a
   latent honest/saboteur type per volunteer learned from all its reviews (Raykar and Yu 2012; the default, so
-  equal to ``ours``), ``ours_no_types`` without it (the default before).
+  equal to ``ours``), ``ours_no_types`` without it (the default before); ``ours_reliability`` and
+  ``interval_ours_reliability`` with each volunteer's own reliability but the crowd's shape of errors
+  (``shape_prior`` :data:`RELIABILITY_SHAPE_PRIOR`, not the default: see GapDawidSkene).
 - ``ours_model``: with the non-learned change-point baseline (model.baseline on chips ingested into
   ``.work/chips/<preset>-<seed>``) as a gap witness; ``ours_simulated_detector``: with the old stand-in
   witness :func:`simulated_detector` (derived from the truth, not the imagery: an extra arm only).
@@ -108,6 +110,7 @@ from labeling import compact_answer
 from model.changepoint import gap_log_likelihood
 
 __all__ = [
+    "RELIABILITY_SHAPE_PRIOR",
     "baseline_witness",
     "flag_scores",
     "interval_answers",
@@ -124,6 +127,7 @@ __all__ = [
 
 GOLD_SHARE = 0.05
 BAD_SHARE = 0.2
+RELIABILITY_SHAPE_PRIOR = 50.0
 SYNTHETIC_SIZE = {"tiny": 300, "district": 2000, "city": 26000}
 
 
@@ -522,6 +526,8 @@ def run(preset: str, seed: int, n_100k: int = 100_000, console: Console | None =
         ).table
         pred["interval_mv"] = majority_vote(interval, ids, n_dates)
         pred["interval_ours"] = fit(interval)
+        pred["ours_reliability"] = fit(table, shape_prior=RELIABILITY_SHAPE_PRIOR)
+        pred["interval_ours_reliability"] = fit(interval, shape_prior=RELIABILITY_SHAPE_PRIOR)
         for name, gaps in pred.items():
             figures[f"{prefix}{name}_accuracy_{k}"] = _accuracy(gaps, truth_gap, evaluate)
         difference = figures[f"{prefix}interval_ours_accuracy_{k}"] - figures[f"{prefix}ours_accuracy_{k}"]
