@@ -49,8 +49,8 @@ measured on the other 95%. Arms, all on the same answers (``<arm>_accuracy_<k>``
   hidden dates were spread evenly. The reviews behind it were non-monotone honest ones whose best-fitting
   first damaged date was tied (a slip either side of a stretch): the compact rule took one tied date, a coin
   flip (the earliest and the latest tied date were each the truth about half the time), where per-date
-  answers kept both. 237 evaluated buildings had such a review; 27 of them were right only per date, 14 only
-  from intervals. :func:`labeling.compact_answer` now keeps that doubt the way the compact form can (the
+  answers kept both. Of the 237 tied reviews on evaluated buildings, 27 were on buildings right only per
+  date, 14 on buildings right only from intervals. :func:`labeling.compact_answer` now keeps that doubt the way the compact form can (the
   latest tied date, the stretch before it hidden): interval minus per-date went from -0.83, -0.44, -1.05
   points (3 reviews, 5 reviews, adversarial) to +0.22, -0.39, -0.77. What is left is the soft evidence of
   isolated slips near the change, which no single interval carries, and it sits on honest volunteers' and
