@@ -19,10 +19,15 @@ monotone per-date states a per-date review gives, by these rules:
   line.
 
 The other way, :func:`compact_answer` reduces per-date states to what the compact config can express: the
-first damaged date is the one whose monotone path disagrees with the fewest visible dates (ties to the middle
-candidate that is a visible date), the grade is ``destroyed`` if any visible date from there on is destroyed,
-and ``not_visible`` dates are the hidden ones. A damaged-then-destroyed progression therefore comes back
-destroyed from the first damaged date on.
+first damaged date is the one whose monotone path disagrees with the fewest visible dates, the grade is
+``destroyed`` if any visible date from there on is destroyed, and ``not_visible`` dates are the hidden ones. A
+damaged-then-destroyed progression therefore comes back destroyed from the first damaged date on. When several
+first damaged dates fit equally well (a contradictory stretch, e.g. ``intact damaged intact intact damaged``
+with one slip either way), the answer keeps that doubt the one way the compact config can: the latest of them
+is the first damaged date and the dates from the earliest on are marked hidden, so the interval spans every
+tied date. Picking one tied date instead (the middle one, as before) was a coin flip, wrong about half the
+time: on the district aggregation benchmark such reviews held most of the interval answers' loss against
+per-date answers (``experiments.benchmarks.aggregation``).
 
 Inbound problems are reported, not fatal, where the rest of the annotation is still evidence: a date without
 a choice, or with a choice we do not know, becomes ``not_visible`` (no evidence) and a problem line names the
@@ -182,10 +187,11 @@ def compact_answer(states: Sequence[str]) -> CompactAnswer:
     ]
     best = min(cost)
     candidates = [j for j in range(n + 1) if cost[j] == best and (j == n or visible[j])]
-    first = candidates[(len(candidates) - 1) // 2]
+    earliest, first = candidates[0], candidates[-1]
+    hidden = hidden | frozenset(range(earliest, first))  # the tied stretch: the volunteer could not tell
     if first == n:
         return CompactAnswer(None, hidden=hidden)
-    worst = any(visible[t] and states[t] == "destroyed" for t in range(first, n))
+    worst = any(visible[t] and states[t] == "destroyed" for t in range(earliest, n))
     return CompactAnswer(first, "destroyed" if worst else "damaged", hidden)
 
 

@@ -10,6 +10,8 @@ import pandas as pd
 import pytest
 
 from active_learning.aggregation import GapDawidSkene, GapWitness, ModelEmissions, PerDateDawidSkene
+from active_learning.aggregation.kernels import KernelBasis
+from active_learning.aggregation.shift import kernel_weights
 from active_learning.errors import AggregationError, AnnotationTableError
 from active_learning.schema import Annotation, State, annotations_to_table
 from active_learning.truth import BuildingTruth
@@ -331,3 +333,54 @@ def test_an_e_step_under_the_fitted_parameters_gives_back_the_fitted_posterior(
     again = fit.log_joint(crowd_table)
     np.testing.assert_allclose(np.exp(again), np.exp(fit.log_joint_), atol=1e-12)
     np.testing.assert_allclose(np.exp(again).sum(axis=(1, 3)), fit.gap_probs_, atol=1e-12)
+
+
+@pytest.mark.parametrize("inverted", [False, True])
+def test_kernel_weights_keep_each_volunteers_reliability_and_take_the_crowds_error_shape(
+    rng: np.random.Generator, inverted: bool
+) -> None:
+    basis = KernelBasis.build(6, 2, inverted=inverted)
+    n_c = len(basis.names)
+    resp = rng.random((1, 4, n_c)) * np.array([40.0, 3.0, 1.0, 0.0])[None, :, None]  # busy .. silent
+    pooled = rng.random((1, 1, n_c))
+    pooled /= pooled.sum()
+    mixture = kernel_weights(basis, resp, pooled, 8.0, None)
+    np.testing.assert_allclose(mixture, (resp + 8.0 * pooled) / (resp.sum(axis=2, keepdims=True) + 8.0))
+    own = [basis.names.index("exact"), *([n_c - 1] if inverted else [])]
+    rest = [c for c in range(n_c) if c not in own]
+    for shape_prior in (5.0, 1e12):
+        weights = kernel_weights(basis, resp, pooled, 8.0, shape_prior)
+        np.testing.assert_allclose(weights.sum(axis=2), 1.0)
+        np.testing.assert_allclose(weights[..., own], mixture[..., own])  # reliability as before
+    # an overwhelming shape prior: every volunteer errs the crowd's way, however its own errors looked
+    errs = kernel_weights(basis, resp, pooled, 8.0, 1e12)[..., rest]
+    crowd = pooled[..., rest] / pooled[..., rest].sum()
+    np.testing.assert_allclose(errs / errs.sum(axis=2, keepdims=True), np.broadcast_to(crowd, errs.shape))
+    # a weak one: the busy volunteer's own errors shape its kernel, as in the mixture model
+    busy = kernel_weights(basis, resp, pooled, 8.0, 1e-6)[0, 0, rest]
+    np.testing.assert_allclose(busy / busy.sum(), resp[0, 0, rest] / resp[0, 0, rest].sum(), rtol=1e-4)
+
+
+def test_a_volunteer_with_few_reviews_takes_the_crowds_way_of_erring() -> None:
+    rng = np.random.default_rng(11)
+    rows = []
+    for b in range(60):
+        gap = int(rng.integers(3, N_DATES))
+        for v in range(3):
+            rows.append(Annotation(f"b{b}", f"honest{v}", "simulated", path(gap), WHEN, f"h{b}-{v}"))
+        if b < 4:  # four reviews, one of them three images early
+            rows.append(
+                Annotation(f"b{b}", "rare", "simulated", path(gap - 3 if b == 0 else gap), WHEN, f"r{b}")
+            )
+    table = annotations_to_table(rows)
+
+    def rare(fit: GapDawidSkene) -> dict[str, float]:
+        i = list(fit.volunteer_ids_).index("rare")
+        return dict(zip(fit.kernel_names_, fit.kernel_weights_[0, i].tolist(), strict=True))
+
+    mixture = rare(GapDawidSkene().fit(table, N_DATES))
+    reliability = rare(GapDawidSkene(shape_prior=50.0).fit(table, N_DATES))
+    # one early review makes "three early" its own habit in the mixture model, not with the crowd's shape
+    assert mixture["early_3"] > 0.05
+    assert reliability["early_3"] < mixture["early_3"] / 3
+    assert abs(reliability["exact"] - mixture["exact"]) < 0.05  # its reliability is learned the same way

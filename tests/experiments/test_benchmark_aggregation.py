@@ -6,6 +6,8 @@ import datetime as dt
 
 import numpy as np
 import pandas as pd
+import pytest
+from rich.console import Console
 
 from active_learning.aggregation import GapDawidSkene, GapWitness
 from active_learning.schema import Annotation, State, annotations_to_table
@@ -17,13 +19,17 @@ from active_learning.volunteers import (
     simulate_expert_annotations,
     synthetic_truths,
 )
+from experiments.benchmarks import aggregation
 from experiments.benchmarks.aggregation import (
     _tie_middle,
     flag_scores,
     interval_answers,
+    interval_summary,
+    interval_verdict,
     majority_of_gaps,
     majority_vote,
     oracle_log_likelihood,
+    paired_bootstrap_ci,
     witness_weight_from_gold,
 )
 
@@ -97,3 +103,42 @@ def test_interval_answers_keep_what_the_compact_config_can_say() -> None:
     out = interval_answers(rows)
     assert [a.states for a in out] == [(IN, N, IN, X, X), (IN, IN, IN, IN, D), (N, N, N, N, N)]
     assert [(a.external_id, a.volunteer_id) for a in out] == [(a.external_id, a.volunteer_id) for a in rows]
+
+
+def test_paired_bootstrap_interval_covers_the_difference_and_only_sees_disagreements() -> None:
+    rng = np.random.default_rng(7)
+    a = rng.random(400) < 0.8
+    b = a.copy()
+    flip = rng.choice(400, size=40, replace=False)
+    b[flip[:30]] = False  # b misses 30 that a gets, gets 10 that a misses
+    b[flip[30:]] = True
+    a[flip[30:]] = False
+    diff = a.mean() - b.mean()
+    lo, hi = paired_bootstrap_ci(a, b, seed=0)
+    assert lo < diff < hi and lo > 0  # 20 net of 40 disagreements: clearly better
+    assert paired_bootstrap_ci(a, a, seed=0) == (0.0, 0.0)  # same answers: no doubt at all
+    wide_lo, wide_hi = paired_bootstrap_ci(a, b, seed=0, level=0.99)
+    assert wide_lo < lo and wide_hi > hi
+    with pytest.raises(ValueError, match="equal non-empty"):
+        paired_bootstrap_ci(a, b[:-1], seed=0)
+
+
+def test_interval_verdict_names_which_criterion_holds() -> None:
+    assert interval_verdict(0.0, -0.01, 0.01) == "at_least_per_date"
+    assert interval_verdict(-0.002, -0.01, 0.005) == "within_noise"
+    assert interval_verdict(-0.004, -0.01, 0.005) == "loses"  # holds 0, but more than 0.3 points below
+    assert interval_verdict(-0.002, -0.004, -0.001) == "loses"  # small, but the interval excludes 0
+
+
+def test_a_tiny_run_reports_the_interval_arm_with_its_paired_interval(monkeypatch) -> None:
+    truths = list(synthetic_truths(150, 8, seed=2))
+    monkeypatch.setattr(aggregation, "_truths", lambda preset, seed, console: (truths, "synthetic"))
+    figures = aggregation.run("tiny", 2, n_100k=200, console=Console(quiet=True))
+    for prefix, k in (("", 3), ("", 5), ("adversarial_", 3)):
+        diff = figures[f"{prefix}interval_minus_per_date_{k}"]
+        lo, hi = (figures[f"{prefix}interval_minus_per_date_ci90_{end}_{k}"] for end in ("lo", "hi"))
+        assert diff == figures[f"{prefix}interval_ours_accuracy_{k}"] - figures[f"{prefix}ours_accuracy_{k}"]
+        assert lo <= diff <= hi
+        assert figures[f"{prefix}interval_verdict_{k}"] == interval_verdict(diff, lo, hi)
+    line = interval_summary(figures)
+    assert line.count("90% [") == 3 and "adversarial" in line
