@@ -106,3 +106,21 @@ def test_building_record_reads_everything_about_one_building(store: Store) -> No
     assert record.annotations == tuple(store.building_annotations("b1"))
     assert record.decisions == tuple(store.decision_records("b1"))
     assert record.annotations[0].annotation.submitted_at == WHEN
+
+
+def test_building_dates_of_some_buildings_and_validation_either_side_of_the_keyed_lookup(
+    store: Store,
+) -> None:
+    store.add_buildings([f"c{i:04d}" for i in range(600)], n_dates=3)
+    assert store.building_dates(["b1", "c0007", "nope"]) == {"b1": 4, "c0007": 3}
+    assert len(store.building_dates()) == 602
+    many = [f"c{i:04d}" for i in range(600)] + ["nope"]  # more buildings than the keyed lookup takes
+    for ids in (["b1", "nope"], many):
+        annotations = [
+            Annotation(b, "v1", "simulated", (State.INTACT,) * (4 if b == "b1" else 3), WHEN, f"ls:{b}")
+            for b in ids
+        ]
+        clean, rejects = store.validate(annotations)
+        assert [r.external_id for r in rejects] == ["ls:nope"]
+        assert "unknown building" in rejects[0].reason
+        assert len(clean) == len(ids) - 1

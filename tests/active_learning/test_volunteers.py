@@ -96,4 +96,8 @@ def test_reviews_without_slips_are_the_same_reviews_less_their_isolated_slips() 
     differing = [(a, b) for a, b in zip(with_slips, perceived, strict=True) if a.states != b.states]
     assert differing and len(differing) < len(perceived) / 2
     for a, b in differing:  # each difference is a state flipped between intact and damaged
-        assert all((s == State.INTACT) != (t == State.INTACT) for s, t in zip(a.states, b.states) if s != t)
+        assert all(
+            (s == State.INTACT) != (t == State.INTACT)
+            for s, t in zip(a.states, b.states, strict=True)
+            if s != t
+        )
