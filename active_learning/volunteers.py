@@ -236,8 +236,14 @@ def _shift(rng: np.random.Generator, lo: int, hi: int) -> int:
     return size if rng.random() < 0.55 else -size
 
 
-def answer(truth: BuildingTruth, profile: SkillProfile, rng: np.random.Generator) -> tuple[State, ...]:
-    """One review of ``truth`` by a volunteer with ``profile``: a state per date."""
+def answer(
+    truth: BuildingTruth, profile: SkillProfile, rng: np.random.Generator, *, slips: bool = True
+) -> tuple[State, ...]:
+    """One review of ``truth`` by a volunteer with ``profile``: a state per date.
+
+    ``slips=False`` leaves out the isolated per-date slips (the errors of clicking a state on every date) but
+    draws the same random numbers, so the review is otherwise the same one: what the volunteer perceived.
+    """
     n, g = truth.n_dates, truth.true_gap
     p = profile
     if rng.random() >= p.effort:  # clicked through without looking
@@ -279,11 +285,12 @@ def answer(truth: BuildingTruth, profile: SkillProfile, rng: np.random.Generator
             s = State.DAMAGED if s == State.INTACT else State.INTACT
         near = abs(t - perceived) <= 1
         if rng.random() < p.slip_rate * (3.0 if near else 1.0):
-            s = (
+            slipped = (
                 State.INTACT
                 if s != State.INTACT
                 else (State.DAMAGED if rng.random() < 0.6 else State.DESTROYED)
             )
+            s = slipped if slips else s
         if not truth.visible[t]:
             if rng.random() < p.respects_clouds:
                 s = State.NOT_VISIBLE
@@ -300,10 +307,13 @@ def simulate_annotations(
     seed: int,
     *,
     start: dt.datetime = _EPOCH,
+    slips: bool = True,
 ) -> list[Annotation]:
     """``per_building`` reviews of every building by distinct volunteers of ``pool``, deterministic by seed.
 
     External ids are ``sim:<seed>:<n>``; submission times advance one minute per review from ``start``.
+    ``slips=False`` gives the same reviews by the same volunteers without their isolated per-date slips
+    (:func:`answer`).
     """
     rng = np.random.default_rng([seed, 0xA11])
     out: list[Annotation] = []
@@ -314,7 +324,7 @@ def simulate_annotations(
                     building_id=truth.building_id,
                     volunteer_id=volunteer.volunteer_id,
                     source="simulated",
-                    states=answer(truth, volunteer.profile, rng),
+                    states=answer(truth, volunteer.profile, rng, slips=slips),
                     submitted_at=start + dt.timedelta(minutes=len(out)),
                     external_id=f"sim:{seed}:{len(out)}",
                 )

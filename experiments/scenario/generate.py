@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+import multiprocessing
 import os
 import resource
 import shutil
@@ -200,7 +201,9 @@ def generate(
     with rasterio.Env(GDAL_CACHEMAX=_GDAL_CACHE_MB * 1024 * 1024):
         pixels, cloud_px, nodata_px = _render_all(
             out,
-            _Scene(layout, truth, looks, acquisitions, seed),
+            _Scene(
+                layout, truth, looks, acquisitions, seed, [cloud_threshold(layout, a) for a in acquisitions]
+            ),
             tiles,
             names,
             _workers(workers, len(tiles)),
@@ -294,7 +297,7 @@ class _Scene:
     looks: BuildingLooks
     acquisitions: list[Acquisition]
     seed: int
-    thresholds: list[float] = field(default_factory=list)
+    thresholds: list[float]
 
 
 _WORKER_SCENE: _Scene | None = None  # set in each worker process by _init_worker
@@ -338,8 +341,6 @@ def _rendered(
             yield _render_tile_dates(scene, tile)
         return
     # spawn, not fork: the caller may hold threads (torch, GDAL) that a forked child would inherit half-locked
-    import multiprocessing
-
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(
         workers, mp_context=context, initializer=_init_worker, initargs=(scene,)
@@ -371,7 +372,6 @@ def _render_all(
     nodata)."""
     layout, acquisitions = scene.layout, scene.acquisitions
     n, t_count = len(layout), len(acquisitions)
-    scene = dataclasses.replace(scene, thresholds=[cloud_threshold(layout, a) for a in acquisitions])
     pixels = np.zeros((n, t_count), np.int64)
     cloud_px = np.zeros((n, t_count), np.int64)
     nodata_px = np.zeros((n, t_count), np.int64)

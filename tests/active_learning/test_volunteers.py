@@ -75,3 +75,25 @@ def test_clouded_dates_are_mostly_not_visible_and_experts_are_near_perfect() -> 
     hidden = [a.states[i] == State.NOT_VISIBLE for a, t in zip(gold, truths, strict=True) for i in range(10)
               if not t.visible[i]]  # fmt: skip
     assert all(hidden)
+
+
+def test_reviews_without_slips_are_the_same_reviews_less_their_isolated_slips() -> None:
+    truths = synthetic_truths(60, 10, seed=3, cloud_rate=0.0)
+    pool = VolunteerPool.create(20, seed=4, config=PoolConfig(shares=((VolunteerKind.MEDIOCRE, 1.0),)))
+    with_slips = simulate_annotations(truths, pool, 3, seed=5)
+    perceived = simulate_annotations(truths, pool, 3, seed=5, slips=False)
+    # the same volunteers on the same buildings, drawing the same random numbers
+    assert [(a.building_id, a.volunteer_id, a.external_id) for a in with_slips] == [
+        (a.building_id, a.volunteer_id, a.external_id) for a in perceived
+    ]
+
+    def monotone(states) -> bool:
+        damaged = [s != State.INTACT for s in states if s != State.NOT_VISIBLE]
+        return damaged == sorted(damaged)
+
+    assert all(monotone(a.states) for a in perceived)  # honest, cloudless reviews: one boundary
+    assert not all(monotone(a.states) for a in with_slips)  # the slips break some of them
+    differing = [(a, b) for a, b in zip(with_slips, perceived, strict=True) if a.states != b.states]
+    assert differing and len(differing) < len(perceived) / 2
+    for a, b in differing:  # each difference is a state flipped between intact and damaged
+        assert all((s == State.INTACT) != (t == State.INTACT) for s, t in zip(a.states, b.states) if s != t)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from unittest.mock import patch
 
@@ -20,14 +19,7 @@ from model.predict import date_contexts, predict, reference_batch, reference_row
 from model.task import DatingTask, augment_timeline
 from tests.model.dating_data import exact_labels, synthetic_chips
 
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """One torch thread: faster than two on the shared CI machine, and deterministic."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_interval_loss_marginalises_and_soft_loss_is_the_label_likelihood() -> None:

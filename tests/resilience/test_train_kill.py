@@ -15,7 +15,6 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -30,19 +29,11 @@ from model.registry import MODEL_NAME, TRAINING_EXPERIMENT, Tracking, load_model
 from serving.cli import app
 from tests.model.dating_data import exact_labels, synthetic_chips, write_cache
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(480)]
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(480), pytest.mark.usefixtures("one_thread")]
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "experiments" / "configs" / "tiny.yaml"
 EPOCHS = 6
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _wait_for_checkpoint(proc: subprocess.Popen[bytes], checkpoints: Path, log: Path) -> Path:
