@@ -11,7 +11,7 @@ import pytest
 
 from active_learning.aggregation import GapDawidSkene, GapWitness, ModelEmissions, PerDateDawidSkene
 from active_learning.aggregation.kernels import KernelBasis
-from active_learning.aggregation.shift import kernel_weights
+from active_learning.aggregation.shift import kernel_weights, own_shape_probability
 from active_learning.errors import AggregationError, AnnotationTableError
 from active_learning.schema import Annotation, State, annotations_to_table
 from active_learning.truth import BuildingTruth
@@ -378,9 +378,42 @@ def test_a_volunteer_with_few_reviews_takes_the_crowds_way_of_erring() -> None:
         i = list(fit.volunteer_ids_).index("rare")
         return dict(zip(fit.kernel_names_, fit.kernel_weights_[0, i].tolist(), strict=True))
 
-    mixture = rare(GapDawidSkene().fit(table, N_DATES))
-    reliability = rare(GapDawidSkene(shape_prior=50.0).fit(table, N_DATES))
+    mixture = rare(GapDawidSkene(shape_prior=None).fit(table, N_DATES))
     # one early review makes "three early" its own habit in the mixture model, not with the crowd's shape
     assert mixture["early_3"] > 0.05
-    assert reliability["early_3"] < mixture["early_3"] / 3
-    assert abs(reliability["exact"] - mixture["exact"]) < 0.05  # its reliability is learned the same way
+    # the default, and the shape prior without the escape for volunteers who err their own way
+    for kwargs in ({}, {"own_shape_prior": None}):
+        reliability = rare(GapDawidSkene(**kwargs).fit(table, N_DATES))
+        assert reliability["early_3"] < mixture["early_3"] / 3
+        assert abs(reliability["exact"] - mixture["exact"]) < 0.05  # its reliability is learned the same way
+
+
+def test_own_shape_probability_needs_many_errors_the_crowd_seldom_makes() -> None:
+    crowd = np.array([0.4, 0.4, 0.1, 0.1])[None, None]
+    errs = np.array([[0.0, 0.0, 0.0, 0.0], [8.0, 8.0, 2.0, 2.0], [0.0, 0.0, 1.0, 0.0], [0.0, 0.0, 40.0, 0.0]])
+    p = own_shape_probability(errs[None], crowd, 0.1)[0]
+    assert p[0] == pytest.approx(0.1)  # no errors: no evidence either way
+    assert p[1] < 0.01  # the crowd's way of erring
+    assert p[2] < 0.5  # one rare error is not a habit
+    assert p[3] > 0.999  # forty of them are
+
+
+def test_kernel_weights_let_a_volunteer_who_errs_its_own_way_keep_it() -> None:
+    basis = KernelBasis.build(6, 2)
+    names = list(basis.names)
+    pooled = basis.initial_weights(0.0)[None, None]
+    resp = np.zeros((1, 3, len(names)))
+    resp[0, :, names.index("exact")] = 40.0
+    resp[0, 0, names.index("late_1")] = 1.0  # one slip
+    resp[0, 1, names.index("late_2")] = 40.0  # always two images late
+    resp[0, 2, names.index("late_2")] = 0.4  # the same, but it is 99% likely a saboteur
+    honest = np.array([1.0, 1.0, 0.01])
+    mixture = kernel_weights(basis, resp, pooled, 8.0, None)
+    crowd = kernel_weights(basis, resp, pooled, 8.0, 50.0)
+    weights = kernel_weights(basis, resp, pooled, 8.0, 50.0, 0.1, honest)
+    np.testing.assert_allclose(weights.sum(axis=2), 1.0)
+    np.testing.assert_allclose(weights[0, 0], crowd[0, 0], atol=0.02)  # the slip keeps the crowd's shape
+    np.testing.assert_allclose(weights[0, 1], mixture[0, 1], atol=1e-6)  # the habit is its own
+    # its honest part is judged on all its reviews: forty late ones, not the 0.4 the honest type keeps
+    late = names.index("late_2")
+    assert weights[0, 2, late] - crowd[0, 2, late] > 0.9 * (mixture[0, 2, late] - crowd[0, 2, late])
