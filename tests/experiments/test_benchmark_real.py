@@ -85,3 +85,41 @@ def test_a_scene_missing_its_post_image_is_a_clear_error(
     assert exit_info.value.code == 2
     said = "".join(capsys.readouterr().out.split())  # rich wraps long lines
     assert "town_00000002_post_disaster.png" in said and "nosuchimage" in said
+
+
+def test_the_feature_arms_train_and_score_without_a_network(rng: np.random.Generator, tmp_path: Path) -> None:
+    from experiments.benchmarks.real import main
+
+    root = tmp_path / "xbd"
+    write_scene(root, "town_00000001", ["no-damage", "destroyed", "major-damage", "no-damage"], rng)
+    write_scene(root, "town_00000002", ["no-damage", "destroyed", "minor-damage", "destroyed"], rng)
+    argv = [
+        "--xbd", str(root), "--train-scenes", "town_00000001", "--eval-scenes", "town_00000002",
+        "--arms", "features", "features_all", "--no-mlflow", "--work", str(tmp_path / "work"),
+    ]  # fmt: skip
+    figures = main(argv)
+    assert set(figures["arms"]) == {"features", "features_all"}
+    for arm in ("features", "features_all"):
+        assert 0.0 <= figures["arms"][arm]["auc"] <= 1.0
+        assert math.isfinite(figures["arms"][arm]["ece"])
+    assert math.isnan(figures["auc"])  # no trained arm asked for: the headline stays undefined
+
+
+def test_fewer_spatial_blocks_than_folds_is_a_clear_error(
+    rng: np.random.Generator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from experiments.benchmarks.real import main
+
+    root = tmp_path / "xbd"
+    write_scene(root, "town_00000001", ["no-damage", "destroyed", "major-damage", "no-damage"], rng)
+    write_scene(root, "town_00000002", ["no-damage", "destroyed", "minor-damage", "destroyed"], rng)
+    argv = [
+        "--xbd", str(root), "--train-scenes", "town_00000001", "--eval-scenes", "town_00000002",
+        "--arms", "stacked", "--folds", "50", "--no-mlflow", "--work", str(tmp_path / "work"),
+    ]  # fmt: skip
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    said = " ".join(capsys.readouterr().out.split())
+    assert "spatial block(s) of 100 m, fewer than --folds 50" in said and "lower --folds" in said
+    assert not (tmp_path / "work" / "real" / "folds").exists()  # refused before any training
