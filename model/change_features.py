@@ -16,7 +16,9 @@ houses). Per region:
 plus the change of the footprint's brightness relative to its ring and the footprint's area (log pixels).
 
 :class:`ChangeClassifier` is a standardised, L2-regularised logistic regression (scikit-learn) or a shallow
-gradient-boosted tree ensemble on these features; it gives P(damaged). :func:`gap_probabilities` turns that into
+gradient-boosted tree ensemble on these features; it gives P(damaged). The L2 strength is chosen by spatial
+cross-validation on the training buildings (whole blocks held out, out-of-fold log loss), so nothing is tuned on
+the area it will be applied to. :func:`gap_probabilities` turns that into
 the model's output type, probabilities over gaps 0..T: the classifier decides *whether*, a timing distribution
 (the network's or the change-point baseline's) decides *when*.
 
@@ -35,6 +37,8 @@ import torch
 import torch.nn.functional as F
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import log_loss
+from sklearn.model_selection import GroupKFold
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
@@ -61,10 +65,16 @@ RING_PX = 4
 VALID_THRESHOLD = 0.25
 """A date is clear when this share of its chip is valid (as :data:`model.network.VALID_THRESHOLD`)."""
 ENTROPY_BINS = 16
+C_GRID = (0.03, 0.1, 0.3, 1.0, 3.0)
+"""Inverse L2 strengths the spatial cross-validation chooses from."""
+DEFAULT_C = 0.1
+"""The inverse L2 strength when there are too few spatial groups to cross-validate."""
+CV_FOLDS = 3
 FOOTPRINT_FEATURES = tuple(f"footprint_{stat}" for stat in PER_REGION)
-"""The default inputs of :class:`ChangeClassifier`: the footprint's five per-region statistics. On the two
-Joplin tiles (178 and 190 labelled buildings, 6 and 21 intact) they generalised to the other tile better than
-all 44 statistics (AUC 0.92 / 0.85 against 0.81 / 0.85, ``python -m experiments.benchmarks.real``)."""
+"""The footprint's five per-region statistics, the inputs of the benchmark's ``features`` and ``stacked`` arms.
+On the two Joplin tiles (178 and 190 labelled buildings, 6 and 21 intact) they generalised to the other tile
+better than all 44 statistics (``features`` against ``features_all`` in ``python -m experiments.benchmarks.real``;
+chosen by looking at both tiles, as there is no third)."""
 
 
 def feature_names(bands: int = BANDS) -> list[str]:
@@ -173,16 +183,19 @@ class ChangeClassifier:
 
     Attributes:
         kind: ``logistic`` (standardised features, L2 penalty ``1 / c``) or ``boosting`` (depth-2 trees).
-        c: inverse L2 strength of the logistic regression.
+        c: inverse L2 strength of the logistic regression; None chooses it from :data:`C_GRID` by spatial
+            cross-validation (:meth:`fit` with ``groups``; :data:`DEFAULT_C` without).
         columns: indices of the feature columns used (None: all).
         seed: random state of the boosting.
+        c_: the inverse L2 strength in use (logistic).
         model_: the fitted scikit-learn estimator.
     """
 
     kind: str = "logistic"
-    c: float = 0.1
+    c: float | None = None
     columns: tuple[int, ...] | None = None
     seed: int = 0
+    c_: float = field(default=DEFAULT_C, repr=False)
     model_: Pipeline | HistGradientBoostingClassifier | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -191,21 +204,31 @@ class ChangeClassifier:
                 f"unknown classifier {self.kind!r}; choose one of {', '.join(CLASSIFIERS)}"
             )
 
-    def fit(self, features: np.ndarray, damaged: np.ndarray) -> ChangeClassifier:
-        """Fit on features ``[N, F]`` and bool labels ``[N]`` (True: damaged or destroyed)."""
+    def fit(
+        self, features: np.ndarray, damaged: np.ndarray, groups: np.ndarray | None = None
+    ) -> ChangeClassifier:
+        """Fit on features ``[N, F]`` and bool labels ``[N]`` (True: damaged or destroyed).
+
+        Args:
+            features: the feature matrix (:func:`building_change_features`).
+            damaged: the labels.
+            groups: spatial block of every row, for choosing ``c`` by cross-validation (``c`` None).
+        """
         damaged = np.asarray(damaged, dtype=bool)
         if damaged.all() or not damaged.any():
             raise ModelConfigError(
                 f"the change classifier needs damaged and intact buildings; got {int(damaged.sum())} damaged "
                 f"of {len(damaged)}: add labels of the missing class"
             )
+        x = self._select(features)
         if self.kind == "logistic":
-            self.model_ = make_pipeline(StandardScaler(), LogisticRegression(C=self.c, max_iter=2000))
+            self.c_ = self.c if self.c is not None else _cross_validated_c(x, damaged, groups)
+            self.model_ = _logistic(self.c_)
         else:
             self.model_ = HistGradientBoostingClassifier(
                 max_depth=2, learning_rate=0.05, max_iter=150, l2_regularization=1.0, random_state=self.seed
             )
-        self.model_.fit(self._select(features), damaged)
+        self.model_.fit(x, damaged)
         return self
 
     def _select(self, features: np.ndarray) -> np.ndarray:
@@ -217,6 +240,32 @@ class ChangeClassifier:
         if self.model_ is None:
             raise ModelConfigError("the change classifier is not fitted; call fit first")
         return np.asarray(self.model_.predict_proba(self._select(features))[:, 1], dtype=np.float64)
+
+
+def _logistic(c: float) -> Pipeline:
+    return make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=2000))
+
+
+def _cross_validated_c(x: np.ndarray, damaged: np.ndarray, groups: np.ndarray | None) -> float:
+    """The :data:`C_GRID` value with the lowest out-of-fold log loss over whole spatial groups.
+
+    Folds whose training part lacks a class are skipped; :data:`DEFAULT_C` when fewer than two groups (or no
+    usable fold) leave nothing to compare.
+    """
+    if groups is None or len(np.unique(groups)) < 2:
+        return DEFAULT_C
+    splits = list(GroupKFold(n_splits=min(CV_FOLDS, len(np.unique(groups)))).split(x, damaged, groups))
+    splits = [(a, b) for a, b in splits if 0 < damaged[a].sum() < len(a)]
+    if not splits:
+        return DEFAULT_C
+    losses = []
+    for c in C_GRID:
+        oof = np.concatenate(
+            [_logistic(c).fit(x[a], damaged[a]).predict_proba(x[b])[:, 1] for a, b in splits]
+        )
+        truth = np.concatenate([damaged[b] for _, b in splits])
+        losses.append(log_loss(truth, oof, labels=[False, True]))
+    return float(C_GRID[int(np.argmin(losses))])
 
 
 def gap_probabilities(p_damaged: np.ndarray, timing: np.ndarray) -> np.ndarray:

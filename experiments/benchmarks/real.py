@@ -14,8 +14,8 @@ into a chip cache, and compares, on the buildings of the evaluation scenes, in o
 - ``trained_cf``: the ``trained`` model with its temperature refitted on out-of-fold predictions of the training
   buildings (cross-fitting: ``--folds`` spatial folds of the training scenes, a model trained on the others
   predicts each; one validation split of a few dozen buildings is too small to hold on an unseen area);
-- ``features``: a regularised logistic regression on the footprint's pre/post change statistics
-  (:mod:`model.change_features`; with ~180 labelled buildings a low-capacity learner generalises across tiles
+- ``features``: a regularised logistic regression on the footprint's pre/post change statistics, its L2
+  strength chosen by spatial cross-validation on the training buildings (:mod:`model.change_features`; with ~180 labelled buildings a low-capacity learner generalises across tiles
   better than the network); ``features_all`` the same on every statistic (footprint, ring and chip, per band);
 - ``stacked``: the logistic regression on the footprint statistics plus the network's log-odds of damage
   (out-of-fold on the training buildings, the ``trained`` model's on the evaluation buildings); the network
@@ -200,14 +200,23 @@ class OutOfFold:
     log_timing: np.ndarray | None
 
 
-def fold_of_rows(scenes: Sequence[RealScene], folds: int, seed: int) -> list[np.ndarray]:
-    """Fold index of every labelled building, per scene: whole ``FOLD_BLOCK_M`` blocks dealt at random."""
-    keys = [
+def _scene_blocks(scenes: Sequence[RealScene]) -> list[np.ndarray]:
+    """Spatial block (``FOLD_BLOCK_M``) of every labelled building, per scene, keyed with the scene's name."""
+    return [
         np.array(
             [f"{s.name}:{k}" for k in s.chips.blocks(s.chips.positions(s.labels.building_ids), FOLD_BLOCK_M)]
         )
         for s in scenes
     ]
+
+
+def _blocks(scenes: Sequence[RealScene]) -> np.ndarray:
+    return np.concatenate(_scene_blocks(scenes))
+
+
+def fold_of_rows(scenes: Sequence[RealScene], folds: int, seed: int) -> list[np.ndarray]:
+    """Fold index of every labelled building, per scene: whole ``FOLD_BLOCK_M`` blocks dealt at random."""
+    keys = _scene_blocks(scenes)
     blocks = np.unique(np.concatenate(keys))
     if len(blocks) < folds:
         raise ValueError(
@@ -363,9 +372,10 @@ def run(
                 for s in evaluate
             ]
         )
+        groups = _blocks(train)
         for arm, columns in (("features", footprint), ("features_all", None)):
             if arm in arms:
-                clf = ChangeClassifier(columns=columns).fit(train_x, train_damaged)
+                clf = ChangeClassifier(columns=columns).fit(train_x, train_damaged, groups)
                 arm_figures[arm] = score(
                     gap_probabilities(clf.predict_damaged(eval_x), when), eval_labels, dates, seed
                 )
@@ -377,7 +387,7 @@ def run(
         if "stacked" in arms:
             stack_columns = (*footprint, train_x.shape[1])
             clf = ChangeClassifier(columns=stack_columns).fit(
-                np.hstack([train_x, _log_odds(oof.probs)]), train_damaged
+                np.hstack([train_x, _log_odds(oof.probs)]), train_damaged, groups
             )
             p = clf.predict_damaged(np.hstack([eval_x, _log_odds(cnn_probs)]))
             arm_figures["stacked"] = score(gap_probabilities(p, cnn_probs), eval_labels, dates, seed)

@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 
 from model.change_features import (
+    C_GRID,
+    DEFAULT_C,
     FOOTPRINT_FEATURES,
     ChangeClassifier,
     building_change_features,
@@ -65,6 +67,19 @@ def test_the_classifier_learns_damage_from_the_footprint_features(rng: np.random
     clf = ChangeClassifier(columns=columns).fit(x[:40], damaged[:40])
     p = clf.predict_damaged(x[40:])
     assert p.shape == (20,) and ((p > 0.5) == damaged[40:]).all()
+
+
+def test_the_l2_strength_is_chosen_by_spatial_cross_validation(rng: np.random.Generator) -> None:
+    n = 120
+    damaged = rng.random(n) < 0.5
+    signal = damaged + rng.normal(0, 0.3, n)  # one informative column among noise
+    x = np.column_stack([signal, rng.normal(size=(n, 8))])
+    groups = np.repeat(np.arange(12), 10)
+    assert ChangeClassifier().fit(x, damaged).c_ == DEFAULT_C  # no groups: nothing to cross-validate
+    assert ChangeClassifier().fit(x, damaged, np.zeros(n)).c_ == DEFAULT_C  # one group: same
+    clf = ChangeClassifier().fit(x, damaged, groups)
+    assert clf.c_ in C_GRID and clf.c_ > min(C_GRID)  # a clean signal is not shrunk to the strongest penalty
+    assert ChangeClassifier(c=0.5).fit(x, damaged, groups).c_ == 0.5  # a given strength is kept
 
 
 def test_the_classifier_refuses_labels_of_one_class(rng: np.random.Generator) -> None:
