@@ -3,8 +3,9 @@
 Modules follow the data flow: ``timeline`` and ``buildings`` (inputs) -> ``chips`` (the ingest pipeline and
 the chip cache) -> ``registration`` -> ``datamodule`` (arrays, labels, splits, the DataModule) -> ``network``
 -> ``changepoint`` -> ``task`` -> ``calibration`` -> ``predict`` -> ``registry``; ``baseline`` is the
-non-learned detector, ``xbd`` imports real xBD scenes, ``errors`` holds every exception type; ``checkpoints``
-makes a killed training resumable, and ``temporaries`` names the temporary files of every writer (chip cache,
+non-learned detector, ``change_features`` a low-capacity damage classifier on pre/post change statistics,
+``xbd`` imports real xBD scenes, ``errors`` holds every exception type; ``checkpoints`` makes a killed training
+resumable, and ``temporaries`` names the temporary files of every writer (chip cache,
 checkpoints, and the service's exports) so that those of killed writers are cleared.
 
 The public names below are re-exported here (``predict``, the function, is not: it shares its name with the
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
     from model.baseline import ChangePointBaseline
     from model.buildings import Building
     from model.calibration import DatingMetrics, dating_metrics
+    from model.change_features import ChangeClassifier
     from model.changepoint import gap_log_likelihood, gap_posterior, timed_posterior
     from model.chips import ChipStack, IngestParams, ingest
     from model.datamodule import ChipArrays, ChipDataModule, ChipDataset, GapLabels
@@ -34,6 +36,7 @@ if TYPE_CHECKING:
 _SOURCES = {  # name -> module it lives in; the same names as __all__
     "Acquisition": "model.timeline",
     "Building": "model.buildings",
+    "ChangeClassifier": "model.change_features",
     "ChangePointBaseline": "model.baseline",
     "ChipArrays": "model.datamodule",
     "ChipDataModule": "model.datamodule",
@@ -62,6 +65,7 @@ _SOURCES = {  # name -> module it lives in; the same names as __all__
 __all__ = [
     "Acquisition",
     "Building",
+    "ChangeClassifier",
     "ChangePointBaseline",
     "ChipArrays",
     "ChipDataModule",

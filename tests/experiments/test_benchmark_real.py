@@ -85,3 +85,76 @@ def test_a_scene_missing_its_post_image_is_a_clear_error(
     assert exit_info.value.code == 2
     said = "".join(capsys.readouterr().out.split())  # rich wraps long lines
     assert "town_00000002_post_disaster.png" in said and "nosuchimage" in said
+
+
+def test_the_feature_arms_train_and_score_without_a_network(rng: np.random.Generator, tmp_path: Path) -> None:
+    from experiments.benchmarks.real import main
+
+    root = tmp_path / "xbd"
+    write_scene(root, "town_00000001", ["no-damage", "destroyed", "major-damage", "no-damage"], rng)
+    write_scene(root, "town_00000002", ["no-damage", "destroyed", "minor-damage", "destroyed"], rng)
+    argv = [
+        "--xbd", str(root), "--train-scenes", "town_00000001", "--eval-scenes", "town_00000002",
+        "--arms", "features", "features_all", "--no-mlflow", "--work", str(tmp_path / "work"),
+    ]  # fmt: skip
+    figures = main(argv)
+    assert set(figures["arms"]) == {"features", "features_all"}
+    for arm in ("features", "features_all"):
+        assert 0.0 <= figures["arms"][arm]["auc"] <= 1.0
+        assert math.isfinite(figures["arms"][arm]["ece"])
+    assert figures["headline_arm"] == "features"  # the headline figures are the features arm's
+    assert figures["auc"] == figures["arms"]["features"]["auc"]
+
+
+def test_fewer_spatial_blocks_than_folds_is_a_clear_error(
+    rng: np.random.Generator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from experiments.benchmarks.real import main
+
+    root = tmp_path / "xbd"
+    write_scene(root, "town_00000001", ["no-damage", "destroyed", "major-damage", "no-damage"], rng)
+    write_scene(root, "town_00000002", ["no-damage", "destroyed", "minor-damage", "destroyed"], rng)
+    argv = [
+        "--xbd", str(root), "--train-scenes", "town_00000001", "--eval-scenes", "town_00000002",
+        "--arms", "stacked", "--folds", "50", "--no-mlflow", "--work", str(tmp_path / "work"),
+    ]  # fmt: skip
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    said = " ".join(capsys.readouterr().out.split())
+    assert "spatial block(s) of 100 m, fewer than --folds 50" in said and "lower --folds" in said
+    assert not (tmp_path / "work" / "real" / "folds").exists()  # refused before any training
+
+
+def test_cross_fitting_folds_deal_whole_spatial_blocks(rng: np.random.Generator, tmp_path: Path) -> None:
+    import datetime as dt
+
+    from experiments.benchmarks.real import FOLD_BLOCK_M, RealScene, fold_of_rows
+    from model.datamodule import ChipArrays, GapLabels
+
+    scenes = []
+    for k in range(2):
+        n = 30
+        ids = tuple(f"s{k}-b{i}" for i in range(n))
+        origins = rng.uniform(0, 5 * FOLD_BLOCK_M, (n, 2))
+        chips = ChipArrays(
+            building_ids=ids,
+            dates=(dt.date(2020, 1, 1), dt.date(2020, 6, 1)),
+            chips=np.zeros((n, 2, 3, 8, 8), dtype=np.uint8),
+            mask=np.zeros((n, 8, 8), dtype=np.uint8),
+            valid=np.ones((n, 2), dtype=np.float32),
+            origins=origins,
+        )
+        target = np.zeros((n, 3), dtype=np.float32)
+        target[:, 1] = 1.0
+        labels = GapLabels(ids, target, np.zeros(n, bool), np.zeros(n, np.int64))
+        scenes.append(RealScene(f"scene{k}", tmp_path, tmp_path / "labels.csv", chips, labels))
+    folds = fold_of_rows(scenes, 3, seed=0)
+    assert [len(f) for f in folds] == [30, 30]
+    assert set(np.concatenate(folds)) == {0, 1, 2}
+    for scene, fold in zip(scenes, folds, strict=True):
+        cells = np.floor(scene.chips.origins / FOLD_BLOCK_M).astype(int)  # type: ignore[operator]
+        for cell in {tuple(c) for c in cells}:
+            assert len(set(fold[(cells == cell).all(axis=1)])) == 1, cell  # a block is never split
+    again = fold_of_rows(scenes, 3, seed=0)
+    assert all((a == b).all() for a, b in zip(folds, again, strict=True))
