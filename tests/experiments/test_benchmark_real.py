@@ -102,7 +102,7 @@ def test_the_feature_arms_train_and_score_without_a_network(rng: np.random.Gener
     for arm in ("features", "features_all"):
         assert 0.0 <= figures["arms"][arm]["auc"] <= 1.0
         assert math.isfinite(figures["arms"][arm]["ece"])
-    assert figures["headline_arm"] == "features"  # the headline figures are the features arm's
+    assert figures["headline_arm"] == "features"  # without the trained arm the headline falls back to it
     assert figures["auc"] == figures["arms"]["features"]["auc"]
 
 
