@@ -121,6 +121,7 @@ from model.changepoint import gap_log_likelihood
 __all__ = [
     "baseline_witness",
     "flag_scores",
+    "gold_split",
     "interval_answers",
     "interval_summary",
     "interval_verdict",
@@ -128,6 +129,7 @@ __all__ = [
     "majority_vote",
     "oracle_log_likelihood",
     "paired_bootstrap_ci",
+    "pool_size",
     "reference_dawid_skene",
     "run",
     "simulated_detector",
@@ -458,6 +460,21 @@ def _accuracy(pred: np.ndarray, truth: np.ndarray, mask: np.ndarray) -> float:
     return float((pred[mask] == truth[mask]).mean())
 
 
+def gold_split(truths: list[BuildingTruth], seed: int) -> tuple[np.ndarray, np.ndarray, list[Annotation]]:
+    """The buildings an expert reviews (:data:`GOLD_SHARE`, drawn by ``seed``), the mask of the others (the ones
+    accuracy is measured on) and the expert's reviews."""
+    rng = np.random.default_rng([seed, 0x601D])
+    gold_idx = rng.choice(len(truths), size=max(1, int(GOLD_SHARE * len(truths))), replace=False)
+    evaluate = np.ones(len(truths), dtype=bool)
+    evaluate[gold_idx] = False
+    return gold_idx, evaluate, simulate_expert_annotations([truths[i] for i in gold_idx], seed)
+
+
+def pool_size(truths: list[BuildingTruth]) -> int:
+    """Simulated volunteers for a scenario: one per ten buildings, at least 30."""
+    return max(30, len(truths) // 10)
+
+
 def run(preset: str, seed: int, n_100k: int = 100_000, console: Console | None = None) -> dict[str, Any]:
     """Every arm on one scenario and pool; returns the figures."""
     console = console or Console()
@@ -465,12 +482,8 @@ def run(preset: str, seed: int, n_100k: int = 100_000, console: Console | None =
     ids = [t.building_id for t in truths]
     n_dates = truths[0].n_dates
     truth_gap = np.array([t.true_gap for t in truths])
-    rng = np.random.default_rng([seed, 0x601D])
-    gold_idx = rng.choice(len(truths), size=max(1, int(GOLD_SHARE * len(truths))), replace=False)
-    evaluate = np.ones(len(truths), dtype=bool)
-    evaluate[gold_idx] = False
-    gold = simulate_expert_annotations([truths[i] for i in gold_idx], seed)
-    n_volunteers = max(30, len(truths) // 10)
+    gold_idx, evaluate, gold = gold_split(truths, seed)
+    n_volunteers = pool_size(truths)
     detector = simulated_detector(truths, seed)
     witness = baseline_witness(Path(source), preset, seed, console) if source != "synthetic" else None
     witness_weight = witness_weight_from_gold(witness, gold) if witness is not None else 1.0

@@ -54,15 +54,15 @@ from active_learning.volunteers import (
     VolunteerKind,
     VolunteerPool,
     simulate_annotations,
-    simulate_expert_annotations,
 )
 from experiments.benchmarks.aggregation import (
     BAD_SHARE,
-    GOLD_SHARE,
     _truths,
+    gold_split,
     interval_answers,
     interval_verdict,
     paired_bootstrap_ci,
+    pool_size,
 )
 from experiments.benchmarks.report import benchmark_parser, report
 from labeling import compact_answer
@@ -121,12 +121,8 @@ def run_seed(preset: str, seed: int, console: Console) -> dict[str, dict[str, np
     n_dates = truths[0].n_dates
     truth_gap = np.array([t.true_gap for t in truths])
     # the same gold draw, pool size and crowds as the aggregation benchmark, so its per-seed figures match
-    rng = np.random.default_rng([seed, 0x601D])
-    gold_idx = rng.choice(len(truths), size=max(1, int(GOLD_SHARE * len(truths))), replace=False)
-    evaluate = np.ones(len(truths), dtype=bool)
-    evaluate[gold_idx] = False
-    gold = simulate_expert_annotations([truths[i] for i in gold_idx], seed)
-    n_volunteers = max(30, len(truths) // 10)
+    _, evaluate, gold = gold_split(truths, seed)
+    n_volunteers = pool_size(truths)
     position = {b: i for i, b in enumerate(ids)}
 
     def right(annotations: list[Annotation]) -> np.ndarray:
