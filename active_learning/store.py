@@ -34,8 +34,10 @@ import datetime as dt
 import hashlib
 import json
 import threading
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import groupby
 from pathlib import Path
 from typing import Any, cast
 
@@ -1503,18 +1505,21 @@ class Store:
             ).first()
             return None if row is None else _posterior_record(row)
 
-    def round_decision_counts(self) -> dict[int, dict[str, int]]:
-        """Round id -> decisions it recorded per status (decisions outside rounds are left out)."""
+    def round_status_counts(self) -> dict[int, dict[str, int]]:
+        """Round id -> the campaign's buildings per status at the end of that round: each building counted with
+        the latest status a round up to it decided (a round records only the decisions that changed, so its
+        own rows are not the campaign's state; decisions outside rounds are left out)."""
         with Session(self.engine) as session:
             rows = session.execute(
-                select(DecisionRow.round_id, DecisionRow.status, func.count(DecisionRow.id))
+                select(DecisionRow.round_id, DecisionRow.building_id, DecisionRow.status)
                 .where(DecisionRow.round_id.is_not(None))
-                .group_by(DecisionRow.round_id, DecisionRow.status)
+                .order_by(DecisionRow.round_id, DecisionRow.id)
             ).tuples()
+            current: dict[str, str] = {}
             out: dict[int, dict[str, int]] = {}
-            for round_id, status, n in rows:
-                if round_id is not None:
-                    out.setdefault(int(round_id), {})[str(status)] = int(n)
+            for round_id, decided in groupby(rows, key=lambda row: int(row[0] or 0)):
+                current.update((str(building), str(status)) for _, building, status in decided)
+                out[round_id] = dict(Counter(current.values()))
             return out
 
     def annotation_log(self) -> list[tuple[str, str, str, str, dt.datetime]]:

@@ -71,7 +71,8 @@ def plot_timeline(
 
 @dataclass(frozen=True)
 class CampaignPoint:
-    """The campaign's state at the end of one round that decided buildings."""
+    """The campaign's state at the end of one round that decided buildings (``statuses``: every decided
+    building's latest status)."""
 
     round_id: int
     kind: str
@@ -80,11 +81,12 @@ class CampaignPoint:
 
 
 def campaign_points(store: Store) -> list[CampaignPoint]:
-    """One point per round with decisions: reviews received by its end, and the statuses it decided."""
+    """One point per round with decisions: reviews received by its end, and the campaign's buildings per status
+    then."""
     rounds = {r.id: r for r in store.rounds()}
     received = sorted(t.timestamp() for _, _, _, source, t in store.annotation_log() if source != "expert")
     points = []
-    for round_id, statuses in sorted(store.round_decision_counts().items()):
+    for round_id, statuses in sorted(store.round_status_counts().items()):
         r = rounds.get(round_id)
         if r is None:
             continue

@@ -60,7 +60,27 @@ def test_latest_posterior_and_decision_records(store: Store) -> None:
     assert list(decisions) == ["b1"] and decisions["b1"].decision.reason == "second"
     assert decisions["b1"].decision.flags == ("contested",) and decisions["b1"].round_id is None
     assert [r.decision.reason for r in store.decision_records("b1")] == ["first", "second"]
-    assert store.round_decision_counts() == {rid: {"in_review": 1}}
+    assert store.round_status_counts() == {rid: {"in_review": 1}}
+
+
+def test_round_status_counts_carry_each_buildings_latest_status_forward(store: Store) -> None:
+    first = store.start_round("acquisition", {})
+    store.record_decisions(
+        [
+            Decision("b1", Status.SETTLED, "", (), 1, 0.99, 3, 3),
+            Decision("b2", Status.IN_REVIEW, "", (), 2, 0.6, 1, 1),
+        ],
+        first,
+    )
+    second = store.start_round("acquisition", {})  # records only what changed: b2 settles
+    store.record_decisions([Decision("b2", Status.SETTLED, "", (), 2, 0.98, 3, 3)], second)
+    third = store.start_round("acquisition", {})  # b1 reopens
+    store.record_decisions([Decision("b1", Status.CONTESTED, "", ("contested",), 1, 0.5, 5, 2)], third)
+    assert store.round_status_counts() == {
+        first: {"settled": 1, "in_review": 1},
+        second: {"settled": 2},
+        third: {"settled": 1, "contested": 1},
+    }
 
 
 def test_rounds_and_the_change_stamp_move_with_every_write(store: Store) -> None:
