@@ -1517,7 +1517,7 @@ class Store:
             ).tuples()
             current: dict[str, str] = {}
             out: dict[int, dict[str, int]] = {}
-            for round_id, decided in groupby(rows, key=lambda row: int(row[0] or 0)):
+            for round_id, decided in groupby(rows, key=lambda row: cast(int, row[0])):
                 current.update((str(building), str(status)) for _, building, status in decided)
                 out[round_id] = dict(Counter(current.values()))
             return out

@@ -250,7 +250,9 @@ def _cross_validated_c(x: np.ndarray, damaged: np.ndarray, groups: np.ndarray | 
     """The :data:`C_GRID` value with the lowest out-of-fold log loss over whole spatial groups.
 
     Folds whose training part lacks a class are skipped; :data:`DEFAULT_C` when fewer than two groups (or no
-    usable fold) leave nothing to compare.
+    usable fold) leave nothing to compare. Not scikit-learn's ``LogisticRegressionCV``: with a handful of
+    intact buildings some spatial folds hold one class, which it cannot fit, and here the out-of-fold
+    predictions are pooled before scoring rather than scored per fold.
     """
     if groups is None or len(np.unique(groups)) < 2:
         return DEFAULT_C

@@ -39,7 +39,7 @@ from __future__ import annotations
 import dataclasses
 import time
 import warnings
-from dataclasses import dataclass, field
+from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -67,28 +67,13 @@ from experiments.benchmarks.aggregation import (
 from experiments.benchmarks.report import benchmark_parser, report
 from labeling import compact_answer
 
-__all__ = ["ARMS", "CROWDS", "Paired", "main", "native_compact", "run", "run_seed"]
+__all__ = ["ARMS", "CROWDS", "main", "native_compact", "run", "run_seed"]
 
 ARMS = ("interval", "native")
 """The arms compared with the per-date one: per-date reviews reduced to intervals, and native compact answers."""
 
 CROWDS: dict[str, tuple[int, float]] = {"k3": (3, 0.0), "k5": (5, 0.0), "adversarial": (3, BAD_SHARE)}
 """Crowd name -> (reviews per building, share of careless or adversarial volunteers)."""
-
-
-@dataclass
-class Paired:
-    """Per evaluated building of one crowd, over the seeds: is each arm right (:data:`ARMS`), and was any
-    reviewer adversarial (``"adversarial"``)."""
-
-    columns: dict[str, list[np.ndarray]] = field(default_factory=dict)
-
-    def add(self, seed_columns: dict[str, np.ndarray]) -> None:
-        for name, column in seed_columns.items():
-            self.columns.setdefault(name, []).append(column)
-
-    def pooled(self) -> dict[str, np.ndarray]:
-        return {name: np.concatenate(parts) for name, parts in self.columns.items()}
 
 
 def native_compact(annotations: list[Annotation], pool: VolunteerPool, seed: int) -> list[Annotation]:
@@ -170,20 +155,22 @@ def run(preset: str, seeds: list[int], console: Console | None = None) -> dict[s
     """Every seed, then the pooled comparison per crowd and its split by adversarial reviewers."""
     console = console or Console()
     started = time.perf_counter()
-    paired = {name: Paired() for name in CROWDS}
+    # per crowd, per column (each arm's correctness, the adversarial mask): one array per seed
+    paired: dict[str, dict[str, list[np.ndarray]]] = {name: defaultdict(list) for name in CROWDS}
     figures: dict[str, Any] = {"preset": preset, "seeds": " ".join(map(str, seeds))}
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task("seeds (per-date and interval arms)", total=len(seeds))
         for seed in seeds:
             for name, columns in run_seed(preset, seed, console).items():
-                paired[name].add(columns)
+                for column, values in columns.items():
+                    paired[name][column].append(values)
                 for arm in ARMS:
                     figures[f"seed{seed}_{name}_{arm}_difference"] = float(
                         columns[arm].mean() - columns["per_date"].mean()
                     )
             progress.advance(task)
-    for name, arms in paired.items():
-        columns = arms.pooled()
+    for name, per_seed in paired.items():
+        columns = {column: np.concatenate(parts) for column, parts in per_seed.items()}
         adversarial = columns["adversarial"]
         for suffix, mask in (("", np.ones_like(adversarial)), ("_honest_only", ~adversarial),
                              ("_with_adversarial", adversarial)):  # fmt: skip

@@ -15,8 +15,9 @@ into a chip cache, and compares, on the buildings of the evaluation scenes, in o
   buildings (cross-fitting: ``--folds`` spatial folds of the training scenes, a model trained on the others
   predicts each; one validation split of a few dozen buildings is too small to hold on an unseen area);
 - ``features``: a regularised logistic regression on the footprint's pre/post change statistics, its L2
-  strength chosen by spatial cross-validation on the training buildings (:mod:`model.change_features`; with ~180 labelled buildings a low-capacity learner generalises across tiles
-  better than the network); ``features_all`` the same on every statistic (footprint, ring and chip, per band);
+  strength chosen by spatial cross-validation on the training buildings (:mod:`model.change_features`; with
+  ~180 labelled buildings a low-capacity learner generalises across tiles better than the network);
+  ``features_all`` the same on every statistic (footprint, ring and chip, per band);
 - ``stacked``: the logistic regression on the footprint statistics plus the network's log-odds of damage
   (out-of-fold on the training buildings, the ``trained`` model's on the evaluation buildings); the network
   gives the timing.
@@ -28,7 +29,8 @@ a stratified bootstrap 90% interval of each AUC (few intact buildings make AUC n
 ``trained`` arm, the model ``striketracker train`` ships. The ``features`` arm beat it, alone or stacked, on the
 mean of both Joplin directions over seeds 0-2 (AUC 0.916 / 0.859 against 0.733 / 0.829 for ``trained``; the
 network's seed-to-seed spread also reaches ``stacked``), but it is not in the product yet (training and serving
-use the network), so it is reported beside the headline (``features_auc``), not as it. A scene with no intact (or no destroyed) building leaves that AUC undefined: it is
+use the network), so it is reported beside the headline (``features_auc``), not as it. A scene with no intact
+(or no destroyed) building leaves that AUC undefined: it is
 reported as null with a note, not a crash. ``--both-ways`` with two scenes runs train A / evaluate B and the
 reverse, and adds their mean.
 
@@ -40,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import math
 import sys
@@ -206,6 +209,11 @@ class OutOfFold:
     log_timing: np.ndarray | None
 
 
+def _labels_of(scenes: Sequence[RealScene]) -> GapLabels:
+    """The labels of several scenes, scene after scene (the row order of their features and predictions)."""
+    return functools.reduce(lambda labels, scene: labels.concat(scene.labels), scenes[1:], scenes[0].labels)
+
+
 def _scene_blocks(scenes: Sequence[RealScene]) -> list[np.ndarray]:
     """Spatial block (``FOLD_BLOCK_M``) of every labelled building, per scene, keyed with the scene's name."""
     return [
@@ -239,9 +247,6 @@ def out_of_fold(
 ) -> OutOfFold:
     """Train a model without each fold of the training scenes (``assignment``: :func:`fold_of_rows`), predict it."""
     folds = int(max(a.max() for a in assignment)) + 1
-    probs: list[np.ndarray] = [np.empty((len(s.labels.building_ids), 0)) for s in scenes]
-    samples: list[np.ndarray] = [np.empty(0) for _ in scenes]
-    timing: list[np.ndarray | None] = [None for _ in scenes]
     parts: list[list[tuple[np.ndarray, Predictions]]] = [[] for _ in scenes]
     for fold in range(folds):
         folder = work / "real" / "folds" / f"seed{seed}" / f"fold{fold}"
@@ -259,25 +264,24 @@ def out_of_fold(
                 parts[k].append(
                     (held, predict(task, scene.chips, scene.chips.positions(ids), progress=False))
                 )
-    for k, scene in enumerate(scenes):
-        n = len(scene.labels.building_ids)
-        first = parts[k][0][1]
-        probs[k] = np.zeros((n, first.probs.shape[1]))
-        samples[k] = np.zeros((n, *first.loglik_samples.shape[1:]))
-        timing[k] = None if first.log_timing is None else np.zeros((n, first.log_timing.shape[1]))
-        for held, pred in parts[k]:
-            probs[k][held] = pred.probs
-            samples[k][held] = pred.loglik_samples
-            if timing[k] is not None and pred.log_timing is not None:
-                timing[k][held] = pred.log_timing  # type: ignore[index]
-    labels = scenes[0].labels
-    for extra in scenes[1:]:
-        labels = labels.concat(extra.labels)
+
+    def assembled(field: str) -> np.ndarray:
+        """One prediction field of every training building, in label order."""
+        per_scene = []
+        for scene, scene_parts in zip(scenes, parts, strict=True):
+            values = [getattr(pred, field) for _, pred in scene_parts]
+            out = np.zeros((len(scene.labels.building_ids), *values[0].shape[1:]))
+            for (held, _), value in zip(scene_parts, values, strict=True):
+                out[held] = value
+            per_scene.append(out)
+        return np.concatenate(per_scene)
+
+    timed = all(pred.log_timing is not None for scene_parts in parts for _, pred in scene_parts)
     return OutOfFold(
-        labels=labels,
-        probs=np.concatenate(probs),
-        loglik_samples=np.concatenate(samples),
-        log_timing=None if any(t is None for t in timing) else np.concatenate(timing),  # type: ignore[arg-type]
+        _labels_of(scenes),
+        assembled("probs"),
+        assembled("loglik_samples"),
+        assembled("log_timing") if timed else None,
     )
 
 
@@ -328,9 +332,7 @@ def run(
     scenes = prepare(xbd, [*train_scenes, *eval_scenes], work)
     train = [scenes[s] for s in train_scenes]
     evaluate = [scenes[s] for s in eval_scenes]
-    eval_labels = evaluate[0].labels
-    for extra in evaluate[1:]:
-        eval_labels = eval_labels.concat(extra.labels)
+    eval_labels = _labels_of(evaluate)
     dates = evaluate[0].chips.dates
     notes = []
     gap = eval_labels.hard_gap()
@@ -363,9 +365,7 @@ def run(
         if "trained" in arms:
             arm_figures["trained"] = score(cnn_probs, eval_labels, dates, seed)
             arm_figures["trained"]["temperature"] = result.temperature
-    train_labels = train[0].labels
-    for extra in train[1:]:
-        train_labels = train_labels.concat(extra.labels)
+    train_labels = _labels_of(train)
     train_damaged = train_labels.hard_gap() < train[0].chips.n_dates
     if {"features", "features_all", "stacked"} & set(arms):
         t0 = time.perf_counter()
