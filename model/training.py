@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import dataclasses
 import tempfile
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
 from jsonargparse import lazy_instance
 from lightning.pytorch.cli import LightningCLI
@@ -32,6 +34,7 @@ from model.calibration import (
     plot_reliability,
     shrink_temperature,
 )
+from model.change_features import building_change_features, choose_classifier
 from model.checkpoints import resume_point, track_checkpoints, training_key
 from model.datamodule import ChipDataModule, GapLabels
 from model.errors import ModelConfigError
@@ -47,7 +50,15 @@ from model.registry import (
 from model.task import DatingTask
 from model.temporaries import writer_tag
 
-__all__ = ["SelfTrainResult", "TrainResult", "finish_training", "make_cli", "run_cli", "self_train"]
+__all__ = [
+    "SelfTrainResult",
+    "TrainResult",
+    "finish_training",
+    "fit_damage_classifier",
+    "make_cli",
+    "run_cli",
+    "self_train",
+]
 
 
 @dataclass(frozen=True)
@@ -199,13 +210,26 @@ def finish_training(
     run_name: str | None = None,
     artifacts: Sequence[tuple[str, Path]] = (),
 ) -> TrainResult:
-    """Fit the temperature on validation, score, plot, and log + register when ``tracking`` is given."""
+    """Fit the change classifier (``damage_classifier`` models) and the temperature, score on validation, plot,
+    and log + register when ``tracking`` is given.
+
+    The change classifier is fitted on the training blocks for the validation scores, then again on every
+    labelled building for the model that is kept (its strength and inputs are chosen by spatial
+    cross-validation inside those, so the validation blocks need not be held back from it).
+    """
     data.setup("fit")
-    assert data.val_rows is not None
+    assert data.val_rows is not None and data.train_rows is not None
     chips, labels = data.chips, data.labels
     val_labels = data.calibration_labels.subset(data.val_rows)
     rows = data.positions[data.val_rows]
     task.temperature.fill_(1.0)
+    classifier_record: dict[str, Any] = {}
+    with_classifier = bool(task.hparams.get("damage_classifier", False))
+    if with_classifier:
+        features = building_change_features(chips, data.positions)
+        damaged = labels.hard_gap() < chips.n_dates
+        blocks = data.blocks()
+        fit_damage_classifier(task, features, damaged, blocks, data.train_rows)
     fitted, temperature, metrics = 1.0, 1.0, None
     if len(rows):
         sampled = predict(task, chips, rows, progress=False)
@@ -219,6 +243,8 @@ def finish_training(
         task.temperature.fill_(temperature)
         calibrated = predict(task, chips, rows, progress=False)
         metrics = dating_metrics(calibrated.probs, val_labels.hard_gap(), chips.dates)
+    if with_classifier:
+        classifier_record = fit_damage_classifier(task, features, damaged, blocks, np.arange(len(damaged)))
     task.trained_on = {
         "data_fingerprint": chips.fingerprint,
         "label_snapshot": labels.snapshot_id,
@@ -234,6 +260,7 @@ def finish_training(
         }
     )
     task.trained_on.update(pseudo_record)
+    task.trained_on.update(classifier_record)
     ref = None
     if tracking is not None:
         with tempfile.TemporaryDirectory() as tmp:
@@ -249,6 +276,7 @@ def finish_training(
                 "temperature_fitted": fitted,
                 "train_buildings": 0 if data.train_rows is None else len(data.train_rows),
                 **pseudo_record,
+                **classifier_record,
             }
             ref = log_training_run(
                 task,
@@ -272,6 +300,39 @@ def finish_training(
         data=data,
         temperature_fitted=fitted,
     )
+
+
+def fit_damage_classifier(
+    task: DatingTask, features: np.ndarray, damaged: np.ndarray, blocks: np.ndarray, rows: np.ndarray
+) -> dict[str, Any]:
+    """Fit the change classifier of a ``damage_classifier`` model on ``rows`` and keep it in ``task``.
+
+    Labels of one class only leave no classifier (the network decides alone, with a warning): a campaign's
+    first labels may all be damaged buildings, and that must not stop the training.
+
+    Returns:
+        What was fitted, for ``trained_on`` and the MLflow run: ``damage_classifier`` (the feature set, or
+        ``none``), its inverse L2 strength, cross-validated log loss and the buildings it saw.
+    """
+    y = damaged[rows]
+    if y.all() or not y.any():
+        warnings.warn(
+            f"the change classifier was not fitted: the {len(y)} labelled building(s) are all "
+            f"{'damaged' if y.any() else 'intact'}; the network decides whether buildings are damaged until "
+            "labels of both kinds exist",
+            stacklevel=2,
+        )
+        task.set_damage_classifier(None)
+        return {"damage_classifier": "none", "damage_classifier_buildings": len(y)}
+    classifier = choose_classifier(features[rows], y, blocks[rows])
+    task.set_damage_classifier(classifier)
+    return {
+        "damage_classifier": classifier.feature_set,
+        "damage_classifier_c": classifier.c_,
+        "damage_classifier_cv_loss": classifier.cv_loss_,
+        "damage_classifier_buildings": len(y),
+        "damage_classifier_intact": int((~y).sum()),
+    }
 
 
 def self_train(

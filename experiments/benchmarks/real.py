@@ -4,21 +4,25 @@ A campaign on a real city starts from a few hundred volunteer labels on real ima
 real xBD scenes (``model.xbd.import_xbd``: pre/post images, building polygons, damage subtypes), ingests each
 into a chip cache, and compares, on the buildings of the evaluation scenes, in one run:
 
-- ``trained``: the model trained on the labels of the training scenes (all of them at once,
-  ``--data.cache`` as a list), with the shipped real-imagery config (``experiments/configs/real.yaml``);
-  validation blocks of the training scenes fit its temperature (nothing is tuned on the evaluation scenes);
+- ``trained``: the model ``striketracker train`` ships for real imagery, trained on the labels of the training
+  scenes (all of them at once, ``--data.cache`` as a list) with ``experiments/configs/real.yaml``: the network
+  gives *when*, a logistic regression on pre/post change statistics fitted after it (``damage_classifier``,
+  :mod:`model.change_features`; its inputs and strength chosen by spatial cross-validation on the training
+  buildings) gives *whether*; validation blocks of the training scenes fit its temperature (nothing is tuned on
+  the evaluation scenes);
 - ``zero_shot``: the synthetic teacher as it is (:mod:`experiments.teacher`: trained in this run on bi-temporal
-  views of a rendered scenario, or read from its cache keyed by config, preset and seed; never from a registry);
-- ``finetuned``: the teacher's weights fine-tuned on the real training labels (``--model.init_weights``);
+  views of a rendered scenario, with the same config, so its change classifier is fitted on rendered views; or
+  read from its cache keyed by config, preset and seed; never from a registry);
+- ``finetuned``: the teacher's network weights fine-tuned on the real training labels (``--model.init_weights``;
+  the change classifier is fitted again on those labels);
 - ``baseline``: the non-learned change-point detector;
 - ``trained_cf``: the ``trained`` model with its temperature refitted on out-of-fold predictions of the training
   buildings (cross-fitting: ``--folds`` spatial folds of the training scenes, a model trained on the others
   predicts each; one validation split of a few dozen buildings is too small to hold on an unseen area);
-- ``features``: a regularised logistic regression on the footprint's pre/post change statistics, its L2
-  strength chosen by spatial cross-validation on the training buildings (:mod:`model.change_features`; with
-  ~180 labelled buildings a low-capacity learner generalises across tiles better than the network);
-  ``features_all`` the same on every statistic (footprint, ring and chip, per band);
-- ``stacked``: the logistic regression on the footprint statistics plus the network's log-odds of damage
+- ``features``: the change classifier alone (chosen as ``trained`` chooses it), the change-point detector
+  giving the timing: the network out of the loop; ``features_all`` a logistic regression on every statistic
+  (footprint, ring and chip, per band included) at its cross-validated strength;
+- ``stacked``: the logistic regression on the chosen statistics plus the network's log-odds of damage
   (out-of-fold on the training buildings, the ``trained`` model's on the evaluation buildings); the network
   gives the timing.
 
@@ -26,12 +30,9 @@ Figures: ``auc`` (damaged or destroyed vs intact, from P(damaged)), ``auc_destro
 ``exact_gap_accuracy`` (the reported gap is the labelled one), ``ece`` (of the reported gap's probability),
 a stratified bootstrap 90% interval of each AUC (few intact buildings make AUC noisy), per arm; the headline keys
 (``auc``, ``ece``, ...) are those of the first of :data:`HEADLINE_ARMS` that ran (``headline_arm``): the
-``trained`` arm, the model ``striketracker train`` ships. The ``features`` arm beat it, alone or stacked, on the
-mean of both Joplin directions over seeds 0-2 (AUC 0.916 / 0.859 against 0.733 / 0.829 for ``trained``; the
-network's seed-to-seed spread also reaches ``stacked``), but it is not in the product yet (training and serving
-use the network), so it is reported beside the headline (``features_auc``), not as it. A scene with no intact
-(or no destroyed) building leaves that AUC undefined: it is
-reported as null with a note, not a crash. ``--both-ways`` with two scenes runs train A / evaluate B and the
+``trained`` arm, the model ``striketracker train`` ships; ``inference_chips_per_s`` is its prediction speed on
+the evaluation scenes (``inference_network_only_chips_per_s`` with the change classifier off). A scene with no intact (or no destroyed) building
+leaves that AUC undefined: it is reported as null with a note, not a crash. ``--both-ways`` with two scenes runs train A / evaluate B and the
 reverse, and adds their mean.
 
     python -m experiments.benchmarks.real --xbd ../shared/data/xbd_joplin \\
@@ -61,10 +62,9 @@ from experiments.teacher import load_or_train_teacher
 from model.baseline import ChangePointBaseline
 from model.calibration import auc_score, dating_metrics, fit_temperature
 from model.change_features import (
-    FOOTPRINT_FEATURES,
     ChangeClassifier,
     building_change_features,
-    feature_names,
+    choose_classifier,
     gap_probabilities,
 )
 from model.chips import ingest
@@ -75,7 +75,7 @@ from model.task import DatingTask
 from model.training import run_cli
 from model.xbd import import_xbd
 
-__all__ = ["ARMS", "TARGETS", "bootstrap_auc", "main", "run", "score"]
+__all__ = ["ARMS", "TARGETS", "bootstrap_auc", "inference_throughput", "main", "run", "score"]
 
 WORK = Path(".work")
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -171,6 +171,31 @@ def _predict(task: DatingTask, scenes: Sequence[RealScene]) -> np.ndarray:
             for s in scenes
         ]
     )
+
+
+def inference_throughput(task: DatingTask, scenes: Sequence[RealScene]) -> dict[str, float]:
+    """Chips per second (buildings x dates) predicting every building of ``scenes``, as shipped and with the
+    change classifier switched off (the network alone): the classifier's cost, measured in the same run."""
+    figures: dict[str, float] = {}
+    fitted = task.has_damage_classifier
+    arms = (
+        [("inference_chips_per_s", True), ("inference_network_only_chips_per_s", False)]
+        if fitted
+        else [("inference_chips_per_s", False)]
+    )
+    for key, use_classifier in arms:
+        if fitted:
+            task.damage_fitted.fill_(use_classifier)
+        predict(task, scenes[0].chips, np.arange(min(16, len(scenes[0].chips.building_ids))), progress=False)
+        seconds = chips = 0.0
+        for s in scenes:
+            pred = predict(task, s.chips, progress=False)
+            seconds += pred.seconds
+            chips += len(s.chips.building_ids) * s.chips.n_dates
+        figures[key] = chips / seconds
+    if fitted:
+        task.damage_fitted.fill_(True)
+    return figures
 
 
 def _train_args(config: Path, scenes: Sequence[RealScene], seed: int) -> list[str]:
@@ -348,6 +373,7 @@ def run(
         f"-> evaluate {list(eval_scenes)} ({len(eval_labels.building_ids)} labelled, {int((gap == t).sum())} intact)"
     )
     arm_figures: dict[str, dict[str, float]] = {}
+    figures_extra: dict[str, Any] = {}
     seconds: dict[str, float] = {}
     cpu_seconds: dict[
         str, float
@@ -365,13 +391,16 @@ def run(
         if "trained" in arms:
             arm_figures["trained"] = score(cnn_probs, eval_labels, dates, seed)
             arm_figures["trained"]["temperature"] = result.temperature
+            figures_extra["damage_classifier"] = {
+                k: v for k, v in result.task.trained_on.items() if k.startswith("damage_classifier")
+            }
+            figures_extra.update(inference_throughput(result.task, evaluate))
     train_labels = _labels_of(train)
     train_damaged = train_labels.hard_gap() < train[0].chips.n_dates
     if {"features", "features_all", "stacked"} & set(arms):
         t0 = time.perf_counter()
         train_x, eval_x = _features(train), _features(evaluate)
         seconds["features"] = time.perf_counter() - t0
-        footprint = tuple(feature_names().index(n) for n in FOOTPRINT_FEATURES)
         when = np.concatenate(
             [
                 ChangePointBaseline().predict(s.chips, s.chips.positions(s.labels.building_ids))
@@ -379,19 +408,24 @@ def run(
             ]
         )
         groups = _blocks(train)
-        for arm, columns in (("features", footprint), ("features_all", None)):
-            if arm in arms:
-                clf = ChangeClassifier(columns=columns).fit(train_x, train_damaged, groups)
-                arm_figures[arm] = score(
-                    gap_probabilities(clf.predict_damaged(eval_x), when), eval_labels, dates, seed
-                )
+        chosen = choose_classifier(train_x, train_damaged, groups)
+        if "features" in arms:
+            arm_figures["features"] = score(
+                gap_probabilities(chosen.predict_damaged(eval_x), when), eval_labels, dates, seed
+            )
+            arm_figures["features"]["c"] = chosen.c_
+        if "features_all" in arms:
+            clf = ChangeClassifier().fit(train_x, train_damaged, groups)
+            arm_figures["features_all"] = score(
+                gap_probabilities(clf.predict_damaged(eval_x), when), eval_labels, dates, seed
+            )
     if set(NEEDS_FOLDS) & set(arms):
         t0, c0 = time.perf_counter(), time.process_time()
         oof = out_of_fold(config, train, assignment, seed, work)
         seconds["folds"] = time.perf_counter() - t0
         cpu_seconds["folds"] = time.process_time() - c0
         if "stacked" in arms:
-            stack_columns = (*footprint, train_x.shape[1])
+            stack_columns = (*(chosen.columns or ()), train_x.shape[1])
             clf = ChangeClassifier(columns=stack_columns).fit(
                 np.hstack([train_x, _log_odds(oof.probs)]), train_damaged, groups
             )
@@ -450,6 +484,7 @@ def run(
         "seconds": seconds,
         "cpu_seconds": cpu_seconds,
         "arms": arm_figures,
+        **figures_extra,
         "notes": notes,
         "torch_threads": torch.get_num_threads(),
     }
@@ -572,7 +607,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     console.print(
         f"[bold]{figures['headline_arm'] or 'no headline arm'}: AUC {figures['auc']:.3f} (target >= 0.90), "
         f"ECE {figures['ece']:.3f} (<= 0.05), zero-shot AUC "
-        f"{figures.get('zero_shot_auc', float('nan')):.3f} (>= 0.80), trained in {figures['train_s']:.0f} s[/bold]"
+        f"{figures.get('zero_shot_auc', float('nan')):.3f} (>= 0.80), trained in {figures['train_s']:.0f} s, "
+        f"{figures.get('inference_chips_per_s', float('nan')):.0f} chips/s (>= 1000; network alone "
+        f"{figures.get('inference_network_only_chips_per_s', float('nan')):.0f})[/bold]"
     )
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -158,3 +158,35 @@ def test_cross_fitting_folds_deal_whole_spatial_blocks(rng: np.random.Generator,
             assert len(set(fold[(cells == cell).all(axis=1)])) == 1, cell  # a block is never split
     again = fold_of_rows(scenes, 3, seed=0)
     assert all((a == b).all() for a, b in zip(folds, again, strict=True))
+
+
+def test_inference_throughput_measures_the_model_with_and_without_its_classifier(
+    rng: np.random.Generator, tmp_path: Path
+) -> None:
+    from experiments.benchmarks.real import RealScene, inference_throughput
+    from model.change_features import building_change_features, choose_classifier
+    from model.task import DatingTask
+    from tests.model.dating_data import exact_labels, synthetic_chips
+
+    chips, gaps = synthetic_chips(rng, n=30, n_dates=3, size=16)
+    labels = exact_labels(chips, gaps)
+    scene = RealScene("tiny", tmp_path, tmp_path / "labels.csv", chips, labels)
+    task = DatingTask(input_size=16, width=4, embed_dim=8, d_model=8, heads=2, layers=1, mc_samples=2)
+    assert set(inference_throughput(task, [scene])) == {"inference_chips_per_s"}  # the network alone
+    damaged = gaps < chips.n_dates
+    classified = DatingTask(
+        input_size=16,
+        width=4,
+        embed_dim=8,
+        d_model=8,
+        heads=2,
+        layers=1,
+        mc_samples=2,
+        damage_classifier=True,
+    )
+    features = building_change_features(chips, np.arange(30))
+    classified.set_damage_classifier(choose_classifier(features, damaged, np.arange(30) % 3))
+    figures = inference_throughput(classified, [scene])
+    assert set(figures) == {"inference_chips_per_s", "inference_network_only_chips_per_s"}
+    assert all(v > 0 for v in figures.values())
+    assert classified.has_damage_classifier  # switched back on after the network-only pass

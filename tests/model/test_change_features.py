@@ -1,23 +1,33 @@
-"""Pre/post change features and the change classifier (model.change_features), on tiny generated chips."""
+"""Pre/post change features and the change classifier (model.change_features), on tiny generated chips, and
+the classifier inside the dating model (``damage_classifier``): fitted by the training, kept in the model's state,
+applied at prediction."""
 
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
+import lightning as L
 import numpy as np
 import pytest
+import torch
 
 from model.change_features import (
     C_GRID,
     DEFAULT_C,
+    FEATURE_SETS,
     FOOTPRINT_FEATURES,
     ChangeClassifier,
     building_change_features,
+    choose_classifier,
     feature_names,
     gap_probabilities,
 )
-from model.datamodule import ChipArrays
+from model.datamodule import ChipArrays, ChipDataModule, GapLabels
 from model.errors import ModelConfigError
+from model.predict import predict
+from model.task import DatingTask
+from model.training import finish_training
 
 SIZE = 32
 
@@ -97,3 +107,112 @@ def test_gap_probabilities_take_whether_from_the_classifier_and_when_from_the_ti
     np.testing.assert_allclose(probs.sum(axis=1), 1.0)
     np.testing.assert_allclose(probs[0], [0.2, 0.6, 0.2])
     np.testing.assert_allclose(probs[1], [0.25, 0.25, 0.5])  # no damaged mass in the timing: spread evenly
+
+
+def test_the_simplest_feature_set_within_one_standard_error_is_chosen(rng: np.random.Generator) -> None:
+    n = 160
+    damaged = rng.random(n) < 0.6
+    names = feature_names()
+    x = rng.normal(size=(n, len(names)))
+    x[:, names.index("footprint_dissimilarity")] += 2.0 * damaged  # the signal is in the footprint
+    groups = np.repeat(np.arange(16), 10)
+    clf = choose_classifier(x, damaged, groups)
+    assert clf.feature_set == "footprint" and clf.c_ in C_GRID and np.isfinite(clf.cv_loss_)
+    assert clf.columns == tuple(names.index(c) for c in FEATURE_SETS["footprint"])
+    assert ((clf.predict_damaged(x) > 0.5) == damaged).mean() > 0.8
+    # a signal only the ring sees: the footprint alone is clearly worse, a larger set is chosen
+    x[:, names.index("footprint_dissimilarity")] -= 2.0 * damaged
+    x[:, names.index("ring_dissimilarity")] += 3.0 * damaged
+    assert choose_classifier(x, damaged, groups).feature_set in ("footprint_ring", "regions")
+    # nothing to cross-validate: the footprint set at the default strength
+    fallback = choose_classifier(x, damaged, None)
+    assert (fallback.feature_set, fallback.c_) == ("footprint", DEFAULT_C) and np.isnan(fallback.cv_loss_)
+
+
+def test_linear_parameters_reproduce_the_classifier(rng: np.random.Generator) -> None:
+    n, names = 80, feature_names()
+    damaged = rng.random(n) < 0.5
+    x = rng.normal(size=(n, len(names))) + damaged[:, None]
+    clf = ChangeClassifier(c=0.3, columns=(0, 5, 7)).fit(x, damaged)
+    center, scale, coef, intercept = clf.linear_parameters(len(names))
+    assert np.count_nonzero(coef) == 3
+    z = ((x - center) / scale) @ coef + intercept
+    np.testing.assert_allclose(1 / (1 + np.exp(-z)), clf.predict_damaged(x), rtol=1e-9)
+    with pytest.raises(ModelConfigError, match="only a fitted logistic"):
+        ChangeClassifier(kind="boosting").fit(x, damaged).linear_parameters(len(names))
+
+
+def _tiny_task(**overrides: object) -> DatingTask:
+    settings: dict[str, object] = {
+        "in_channels": 3,
+        "input_size": 32,
+        "width": 4,
+        "embed_dim": 8,
+        "d_model": 8,
+        "heads": 2,
+        "layers": 1,
+        "mc_samples": 4,
+    }
+    settings.update(overrides)
+    return DatingTask(**settings)  # type: ignore[arg-type]
+
+
+def test_the_dating_model_takes_whether_from_its_classifier_and_when_from_the_network(
+    rng: np.random.Generator, tmp_path: Path
+) -> None:
+    damaged = np.arange(40) % 3 != 0
+    chips = make_chips(rng, 40, damaged)
+    x = building_change_features(chips, np.arange(40))
+    clf = choose_classifier(x, damaged, np.arange(40) % 5)
+    task = _tiny_task(damage_classifier=True)
+    network_alone = predict(task, chips, progress=False)
+    assert not task.has_damage_classifier  # not fitted yet: the network decides
+    task.set_damage_classifier(clf)
+    both = predict(task, chips, progress=False)
+    np.testing.assert_allclose(1 - both.probs[:, -1], clf.predict_damaged(x), atol=1e-5)
+    # when, given damage: the network's (its Monte-Carlo mean of the damaged gaps' shares)
+    assert not np.allclose(both.probs[:, :-1].sum(axis=1), network_alone.probs[:, :-1].sum(axis=1))
+    np.testing.assert_allclose(both.probs.sum(axis=1), 1.0, atol=1e-5)
+    # the classifier is part of the saved state, and a warm start does not carry it over
+    torch.save(task.state_dict(), tmp_path / "weights.pt")
+    again = _tiny_task(damage_classifier=True)
+    again.load_state_dict(torch.load(tmp_path / "weights.pt", weights_only=True))
+    assert again.has_damage_classifier
+    reloaded = predict(again, chips, progress=False).probs  # its timing draws other dropout masks
+    np.testing.assert_allclose(reloaded[:, -1], both.probs[:, -1], atol=1e-6)
+    warm = _tiny_task(damage_classifier=True, init_weights=str(tmp_path / "weights.pt"))
+    assert not warm.has_damage_classifier
+    with pytest.raises(ModelConfigError, match="without damage_classifier"):
+        _tiny_task().set_damage_classifier(clf)
+
+
+def test_training_fits_the_classifier_and_records_it_or_warns_on_one_class(rng: np.random.Generator) -> None:
+    L.seed_everything(0)
+    damaged = np.arange(48) % 3 != 0
+    chips = make_chips(rng, 48, damaged)
+    gap = np.where(damaged, 1, 2)
+
+    def labels(gaps: np.ndarray) -> GapLabels:
+        return GapLabels.from_intervals(
+            chips.building_ids,
+            [int(g) - 1 if g >= 1 else None for g in gaps],
+            [int(g) if g < 2 else None for g in gaps],
+            2,
+            block_ids=[f"k{i % 6}" for i in range(len(gaps))],
+        )
+
+    trainer = L.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False)
+    task = _tiny_task(damage_classifier=True)
+    data = ChipDataModule(chip_arrays=chips, gap_labels=labels(gap), batch_size=16)
+    trainer.fit(task, datamodule=data)
+    result = finish_training(task, data)
+    record = result.task.trained_on
+    assert task.has_damage_classifier and record["damage_classifier"] in FEATURE_SETS
+    assert record["damage_classifier_buildings"] == 48 and record["damage_classifier_intact"] == 16
+    p = 1 - predict(task, chips, progress=False).probs[:, -1]
+    assert ((p > 0.5) == damaged).mean() > 0.9
+    # every label damaged: no classifier, the network decides, and the training says why
+    one_class = ChipDataModule(chip_arrays=chips, gap_labels=labels(np.ones(48, dtype=int)), batch_size=16)
+    with pytest.warns(UserWarning, match="all damaged"):
+        finish_training(task, one_class)
+    assert not task.has_damage_classifier and task.trained_on["damage_classifier"] == "none"
