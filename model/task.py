@@ -192,6 +192,7 @@ class DatingTask(L.LightningModule):
                 f"init_weights {path}: no such file; give a state dict saved from a DatingTask"
             )
         state = torch.load(path, map_location="cpu", weights_only=True)
+
         def refitted(key: str) -> bool:
             return key == "temperature" or key.startswith("damage_")
 

@@ -311,8 +311,9 @@ def fit_damage_classifier(
     first labels may all be damaged buildings, and that must not stop the training.
 
     Returns:
-        What was fitted, for ``trained_on`` and the MLflow run: ``damage_classifier`` (the feature set, or
-        ``none``), its inverse L2 strength, cross-validated log loss and the buildings it saw.
+        What was fitted, for ``trained_on`` and the MLflow run: ``classifier_features`` (the
+        :data:`model.change_features.FEATURE_SETS` name, or ``none``), ``classifier_c`` (its inverse L2
+        strength), ``classifier_cv_loss`` and the buildings it saw (``classifier_buildings``, ``classifier_intact``).
     """
     y = damaged[rows]
     if y.all() or not y.any():
@@ -323,15 +324,15 @@ def fit_damage_classifier(
             stacklevel=2,
         )
         task.set_damage_classifier(None)
-        return {"damage_classifier": "none", "damage_classifier_buildings": len(y)}
+        return {"classifier_features": "none", "classifier_buildings": len(y)}
     classifier = choose_classifier(features[rows], y, blocks[rows])
     task.set_damage_classifier(classifier)
     return {
-        "damage_classifier": classifier.feature_set,
-        "damage_classifier_c": classifier.c_,
-        "damage_classifier_cv_loss": classifier.cv_loss_,
-        "damage_classifier_buildings": len(y),
-        "damage_classifier_intact": int((~y).sum()),
+        "classifier_features": classifier.feature_set,
+        "classifier_c": classifier.c_,
+        "classifier_cv_loss": classifier.cv_loss_,
+        "classifier_buildings": len(y),
+        "classifier_intact": int((~y).sum()),
     }
 
 

@@ -392,7 +392,7 @@ def run(
             arm_figures["trained"] = score(cnn_probs, eval_labels, dates, seed)
             arm_figures["trained"]["temperature"] = result.temperature
             figures_extra["damage_classifier"] = {
-                k: v for k, v in result.task.trained_on.items() if k.startswith("damage_classifier")
+                k: v for k, v in result.task.trained_on.items() if k.startswith("classifier_")
             }
             figures_extra.update(inference_throughput(result.task, evaluate))
     train_labels = _labels_of(train)

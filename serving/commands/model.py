@@ -112,6 +112,15 @@ def train(
         _console.print(_metrics_table("validation (calibrated)", {"model": result.val_metrics.as_dict()}))
     label = result.model.label if result.model else "-"
     typer.echo(f"registered {label} as candidate (temperature {result.temperature:.3f})")
+    classifier = result.task.trained_on.get("classifier_features")
+    if classifier == "none":
+        typer.echo("whether damaged: the network (the change classifier needs labels of both kinds)")
+    elif classifier:
+        record = result.task.trained_on
+        typer.echo(
+            f"whether damaged: change classifier on the {classifier} statistics (C {record['classifier_c']}, "
+            f"{record['classifier_buildings']} buildings, {record['classifier_intact']} intact)"
+        )
 
 
 def evaluate(

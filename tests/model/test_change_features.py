@@ -207,12 +207,12 @@ def test_training_fits_the_classifier_and_records_it_or_warns_on_one_class(rng: 
     trainer.fit(task, datamodule=data)
     result = finish_training(task, data)
     record = result.task.trained_on
-    assert task.has_damage_classifier and record["damage_classifier"] in FEATURE_SETS
-    assert record["damage_classifier_buildings"] == 48 and record["damage_classifier_intact"] == 16
+    assert task.has_damage_classifier and record["classifier_features"] in FEATURE_SETS
+    assert record["classifier_buildings"] == 48 and record["classifier_intact"] == 16
     p = 1 - predict(task, chips, progress=False).probs[:, -1]
     assert ((p > 0.5) == damaged).mean() > 0.9
     # every label damaged: no classifier, the network decides, and the training says why
     one_class = ChipDataModule(chip_arrays=chips, gap_labels=labels(np.ones(48, dtype=int)), batch_size=16)
     with pytest.warns(UserWarning, match="all damaged"):
         finish_training(task, one_class)
-    assert not task.has_damage_classifier and task.trained_on["damage_classifier"] == "none"
+    assert not task.has_damage_classifier and task.trained_on["classifier_features"] == "none"

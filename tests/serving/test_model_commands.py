@@ -124,3 +124,39 @@ def test_self_training_refuses_a_confidence_outside_the_unit_interval(setup: dic
     assert result.exit_code == 2
     assert "--min-confidence" in result.output
     assert not Path(setup["work"]).exists()  # nothing trained, nothing written
+
+
+def test_a_real_imagery_model_registers_its_change_classifier_and_serves_with_it(
+    rng: np.random.Generator, tmp_path: Path
+) -> None:
+    from active_learning.settings import Settings
+    from model.datamodule import ChipArrays
+    from model.predict import predict
+    from model.registry import load_model
+
+    torch.set_num_threads(1)
+    arrays, gaps = synthetic_chips(rng, n=30, n_dates=2, size=16)
+    cache = write_cache(arrays, tmp_path / "cache")
+    labels = exact_labels(arrays, gaps, blocks=6).write_csv(tmp_path / "labels.csv", arrays.dates)
+    work = tmp_path / "work"
+    real = CONFIG.with_name("real.yaml")
+    args = [
+        "train",
+        "--config",
+        str(real),
+        "--cache",
+        str(cache),
+        "--labels",
+        str(labels),
+        "--max-epochs",
+        "1",
+    ]
+    result = CliRunner().invoke(app, [*args, "--work-dir", str(work)])
+    assert result.exit_code == 0, result.output
+    assert "whether damaged: change classifier on the footprint" in result.output
+
+    task, ref = load_model(Settings(work_dir=work).tracking(), "candidate")
+    assert task.has_damage_classifier and task.trained_on["classifier_features"] == "footprint"
+    probs = predict(task, ChipArrays.open(cache), progress=False).probs
+    damaged = gaps < 2
+    assert ((probs[:, -1] < 0.5) == damaged).mean() >= 0.9  # the classifier tells rubble from roofs
