@@ -11,8 +11,9 @@ into a chip cache, and compares, on the buildings of the evaluation scenes, in o
   buildings) gives *whether*; validation blocks of the training scenes fit its temperature (nothing is tuned on
   the evaluation scenes);
 - ``zero_shot``: the synthetic teacher as it is (:mod:`experiments.teacher`: trained in this run on bi-temporal
-  views of a rendered scenario, with the same config, so its change classifier is fitted on rendered views; or
-  read from its cache keyed by config, preset and seed; never from a registry);
+  views of ``--teacher-styles`` rendered scenarios, each with its own randomised look, with the same config, so
+  its change classifier is fitted on rendered views; or read from its cache keyed by config, preset, seed and
+  styles; never from a registry);
 - ``finetuned``: the teacher's network weights fine-tuned on the real training labels (``--model.init_weights``;
   the change classifier is fitted again on those labels);
 - ``baseline``: the non-learned change-point detector;
@@ -89,7 +90,9 @@ FOLD_BLOCK_M = 100.0
 TARGETS = {"auc": 0.90, "ece": 0.05, "zero_shot_auc": 0.80}
 TEACHER_PRESET = "teacher"
 TEACHER_EPOCHS = 10
-"""The teacher's epochs (on ~2,400 rendered views): few enough that the whole run stays under 20 minutes on 2 cores."""
+"""The teacher's epochs (on ~7,000 rendered views): few enough that the whole run stays under 20 minutes on 2 cores."""
+TEACHER_STYLES = 3
+"""Scenarios (each with its own randomised look) the teacher's views come from (:mod:`experiments.teacher`)."""
 BOOTSTRAP = 2000
 
 
@@ -342,6 +345,7 @@ def run(
     teacher_config: Path | None = None,
     teacher_preset: str = TEACHER_PRESET,
     teacher_epochs: int = TEACHER_EPOCHS,
+    teacher_styles: int = TEACHER_STYLES,
     arms: Sequence[str] = ARMS,
     folds: int = FOLDS,
     console: Console | None = None,
@@ -440,7 +444,9 @@ def run(
     teacher = None
     if "zero_shot" in arms or "finetuned" in arms:
         t0, c0 = time.perf_counter(), time.process_time()
-        teacher = load_or_train_teacher(teacher_config, teacher_preset, seed, work, max_epochs=teacher_epochs)
+        teacher = load_or_train_teacher(
+            teacher_config, teacher_preset, seed, work, styles=teacher_styles, max_epochs=teacher_epochs
+        )
         seconds["teacher"] = time.perf_counter() - t0
         cpu_seconds["teacher"] = time.process_time() - c0
         console.print(
@@ -562,6 +568,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "--teacher-preset", default=TEACHER_PRESET, help="scenario preset of the synthetic teacher"
     )
     parser.add_argument("--teacher-epochs", type=int, default=TEACHER_EPOCHS, help="epochs of the teacher")
+    parser.add_argument(
+        "--teacher-styles",
+        type=int,
+        default=TEACHER_STYLES,
+        help="scenarios (randomised looks) of the teacher's views: seeds SEED .. SEED + N - 1",
+    )
     parser.add_argument("--arms", nargs="+", choices=ARMS, default=list(ARMS))
     parser.add_argument(
         "--folds",
@@ -592,6 +604,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 teacher_config=args.teacher_config,
                 teacher_preset=args.teacher_preset,
                 teacher_epochs=args.teacher_epochs,
+                teacher_styles=args.teacher_styles,
                 arms=args.arms,
                 folds=args.folds,
                 console=console,
