@@ -328,10 +328,15 @@ def _cross_validated_c(x: np.ndarray, damaged: np.ndarray, groups: np.ndarray | 
     predictions are pooled before scoring rather than scored per fold.
     """
     splits = _spatial_splits(damaged, groups)
-    if not splits:
-        return DEFAULT_C
-    losses = [_out_of_fold_losses(x, damaged, splits, c).mean() for c in C_GRID]
-    return float(C_GRID[int(np.argmin(losses))])
+    return _best_strength(x, damaged, splits)[1] if splits else DEFAULT_C
+
+
+def _best_strength(
+    x: np.ndarray, damaged: np.ndarray, splits: list[tuple[np.ndarray, np.ndarray]]
+) -> tuple[np.ndarray, float]:
+    """The :data:`C_GRID` value with the lowest mean out-of-fold log loss, and the per-row losses it had."""
+    runs = [(_out_of_fold_losses(x, damaged, splits, c), c) for c in C_GRID]
+    return min(runs, key=lambda run: float(run[0].mean()))
 
 
 def choose_classifier(
@@ -349,14 +354,17 @@ def choose_classifier(
     """
     damaged = np.asarray(damaged, dtype=bool)
     names = feature_names()
-    splits = _spatial_splits(damaged, groups) if 0 < damaged.sum() < len(damaged) else []
+
+    def columns_of(name: str) -> tuple[int, ...]:
+        return tuple(names.index(n) for n in FEATURE_SETS[name])
+
+    splits = _spatial_splits(damaged, groups)  # none when the labels hold one class
     chosen, c, cv_loss = "footprint", DEFAULT_C, float("nan")
     if splits:
         best_of_set: dict[str, tuple[float, float, float]] = {}  # set -> (loss, its standard error, c)
-        for name, members in FEATURE_SETS.items():
-            x = np.asarray(features)[:, [names.index(n) for n in members]]
-            runs = [(_out_of_fold_losses(x, damaged, splits, c), c) for c in C_GRID]
-            losses, strength = min(runs, key=lambda run: float(run[0].mean()))
+        for name in FEATURE_SETS:
+            x = np.asarray(features)[:, list(columns_of(name))]
+            losses, strength = _best_strength(x, damaged, splits)
             best_of_set[name] = (
                 float(losses.mean()),
                 float(losses.std(ddof=1) / np.sqrt(len(losses))),
@@ -365,8 +373,7 @@ def choose_classifier(
         lowest, error, _ = min(best_of_set.values())
         chosen = next(name for name, (loss, _, _) in best_of_set.items() if loss <= lowest + ONE_SE * error)
         cv_loss, _, c = best_of_set[chosen]
-    columns = tuple(names.index(n) for n in FEATURE_SETS[chosen])
-    classifier = ChangeClassifier(c=c, columns=columns, feature_set=chosen).fit(features, damaged)
+    classifier = ChangeClassifier(c=c, columns=columns_of(chosen), feature_set=chosen).fit(features, damaged)
     classifier.cv_loss_ = cv_loss
     return classifier
 

@@ -8,12 +8,19 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from click.testing import Result
 from typer.testing import CliRunner
 
 from serving.cli import app
 from tests.model.dating_data import exact_labels, synthetic_chips, write_cache
 
 CONFIG = Path(__file__).resolve().parents[2] / "experiments" / "configs" / "tiny.yaml"
+
+
+def _train(config: Path, cache: Path, labels: Path, work: Path, *extra: str) -> Result:
+    """``striketracker train`` for one epoch into ``work``."""
+    args = ["train", "--config", str(config), "--cache", str(cache), "--labels", str(labels)]
+    return CliRunner().invoke(app, [*args, "--max-epochs", "1", *extra, "--work-dir", str(work)])
 
 
 @pytest.fixture
@@ -97,10 +104,7 @@ def test_self_training_logs_its_pseudo_labels_with_the_registered_model(
     half = exact_labels(arrays, gaps, blocks=6).subset(np.arange(12))  # buildings 12..23 are unlabelled
     labels = half.write_csv(tmp_path / "labels.csv", arrays.dates)
     work = tmp_path / "work"
-    args = ["train", "--config", str(CONFIG), "--cache", str(cache), "--labels", str(labels)]
-    result = CliRunner().invoke(
-        app, [*args, "--max-epochs", "1", "--self-train", "--min-confidence", "0.01", "--work-dir", str(work)]
-    )
+    result = _train(CONFIG, cache, labels, work, "--self-train", "--min-confidence", "0.01")
     assert result.exit_code == 0, result.output
     assert "self-training: 12 pseudo-labelled buildings" in result.output
     pseudo = pd.read_csv(work / "pseudo_labels" / "labels.csv", dtype={"building_id": str})
@@ -139,19 +143,7 @@ def test_a_real_imagery_model_registers_its_change_classifier_and_serves_with_it
     cache = write_cache(arrays, tmp_path / "cache")
     labels = exact_labels(arrays, gaps, blocks=6).write_csv(tmp_path / "labels.csv", arrays.dates)
     work = tmp_path / "work"
-    real = CONFIG.with_name("real.yaml")
-    args = [
-        "train",
-        "--config",
-        str(real),
-        "--cache",
-        str(cache),
-        "--labels",
-        str(labels),
-        "--max-epochs",
-        "1",
-    ]
-    result = CliRunner().invoke(app, [*args, "--work-dir", str(work)])
+    result = _train(CONFIG.with_name("real.yaml"), cache, labels, work)
     assert result.exit_code == 0, result.output
     assert "whether damaged: change classifier on the footprint" in result.output
 
