@@ -41,9 +41,10 @@ from model.training import finish_training, make_cli
 
 __all__ = ["TEACHER_VERSION", "Teacher", "bitemporal_views", "load_or_train_teacher", "pooled_views"]
 
-TEACHER_VERSION = 2
+TEACHER_VERSION = 3
 """Bumped when the way views are drawn or the teacher is trained changes (part of the cache key). 2: the
-teacher fits its change classifier on the footprint statistics (``model.change_features.FEATURE_SETS``)."""
+teacher fits its change classifier on the footprint statistics (``model.change_features.FEATURE_SETS``). 3: the
+change statistics are taken at full resolution (17 of them, no colour statistics)."""
 
 
 @dataclass(frozen=True)

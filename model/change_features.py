@@ -2,18 +2,26 @@
 
 With a few hundred labelled buildings of real imagery, a regularised linear model on well-chosen change
 statistics can generalise across tiles better than a network trained end to end. Each building's first clear
-date (pre) is compared with its last clear date (post) in three regions: the footprint, a ring around it (rubble
-and debris spill over the outline) and the whole chip (a tornado's track destroys neighbourhoods, not single
-houses). Per region:
+date (pre) is compared with its last clear date (post), at the chip's full resolution, in three regions: the
+footprint, a ring around it (rubble and debris spill over the outline) and the whole chip (a tornado's track
+destroys neighbourhoods, not single houses). Per region, on the chips standardised per chip and band (each
+date's gain, offset and haze cancel):
 
-- per band: the signed and the absolute mean difference of the chips standardised per chip and band (each
-  date's gain, offset and haze cancel) and the log ratio of the raw spread;
-- one minus the pre/post correlation and one minus the mean structural similarity (``kornia.metrics.ssim``);
-- the log ratio of the gradient energy (``kornia.filters.sobel``), the change of edge density (share of pixels
-  whose gradient exceeds twice the chip's median) and the change of grey-level entropy (16-bin histogram of the
-  standardised grey image);
+- one minus the pre/post correlation (mean over the bands) and one minus the mean structural similarity of the
+  grey images (SSIM);
+- the log ratio of the gradient energy (Sobel), the change of edge density (share of pixels whose gradient
+  exceeds twice the chip's median) and the change of grey-level entropy (16-bin histogram);
 
 plus the change of the footprint's brightness relative to its ring and the footprint's area (log pixels).
+
+Full resolution, because the damage that is hardest to see is the finest: xBD's ``minor-damage`` (missing roof
+elements) is a matter of half-metre pixels. Measured by ``python -m experiments.benchmarks.real`` on the two
+Joplin tiles (fitted on one, scored on the other, footprint set): 2x2-pooled chips (1 m pixels) gave AUC
+0.916 / 0.859, full 0.5 m pixels 0.939 / 0.864; minor damage against intact 0.76 / 0.73 and 0.80 / 0.73.
+
+Colour and brightness statistics (per-band differences and spreads) are not computed: they depend on the
+sensor, the season and, for the synthetic teacher, the renderer's palette, and were measured to carry worst
+from one tile to the other (all 44 statistics of the earlier version reached AUC 0.81 / 0.84).
 
 :class:`ChangeClassifier` is a standardised, L2-regularised logistic regression (scikit-learn) or a shallow
 gradient-boosted tree ensemble on these features; it gives P(damaged). :func:`choose_classifier` picks its inputs
@@ -25,15 +33,13 @@ in torch (:class:`model.task.DatingTask` with ``damage_classifier``, :func:`batc
 registry, the batch prediction and the ML backend serve it with the network.
 
 torchgeo is not used here: it has no per-object change statistics (its change trainers are pixel-wise
-segmentation models); kornia gives the image operators (dilation, Sobel, SSIM).
+segmentation models). The image operators are written out below (why: above :func:`_dilate`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
-import kornia
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -60,12 +66,13 @@ __all__ = [
 
 CLASSIFIERS = ("logistic", "boosting")
 REGIONS = ("footprint", "ring", "chip")
-PER_BAND = ("diff", "absdiff", "spread")
 PER_REGION = ("decorrelation", "dissimilarity", "gradient", "edges", "entropy")
 BANDS = 3
 """R, G, B: present for every sensor (NIR is zero on RGB-only dates and would look like change)."""
-RING_PX = 4
-"""Ring width around the footprint, pixels of the 2x2-pooled chip (about 4 m at xBD's 0.5 m/px)."""
+RING_PX = 8
+"""Ring width around the footprint, pixels (4 m at xBD's and the scenario's 0.5 m/px)."""
+SSIM_WINDOW = 5
+"""Side of SSIM's uniform window, pixels."""
 VALID_THRESHOLD = 0.25
 """A date is clear when this share of its chip is valid (as :data:`model.network.VALID_THRESHOLD`)."""
 ENTROPY_BINS = 16
@@ -83,61 +90,47 @@ FEATURE_SETS: dict[str, tuple[str, ...]] = {
 """The candidate inputs of :func:`choose_classifier`, simplest first: the structural statistics (decorrelation,
 dissimilarity, gradient, edges, entropy) of the footprint, and of the footprint and its ring.
 
-Two kinds of statistics are left out, because they do not carry from one acquisition, area or source to another:
-
-- the per-band ones (``diff``, ``absdiff``, ``spread``) measure colour and brightness, which depend on the
-  sensor, the season and, for the synthetic teacher, on the renderer's palette;
-- the whole chip's (about 32 m across) describe the neighbourhood: other buildings, ground and trees, whose
-  change follows the area's damage and the scene's look rather than this building's, and which the renderer
-  draws least like real imagery.
-
-Measured by ``python -m experiments.benchmarks.real`` on the two Joplin tiles, fitted on one and scored on the
-other: all 44 statistics (``features_all``) reached AUC 0.81 / 0.84, the chosen set (``features``) 0.92 / 0.86.
-Fitted on rendered teacher views, a set with the chip's statistics transferred worst to the real tiles on
-three teacher seeds out of three (AUC 0.85 / 0.83, 0.59 / 0.80, 0.40 / 0.49 against 0.89-0.92 / 0.83-0.86,
-0.82 / 0.81, 0.26-0.45 / 0.33-0.43 for the footprint and footprint-and-ring sets); those comparisons were made
-with the real tiles in view, as there is no third tile to hold out."""
+The whole chip's statistics (about 32 m across) are not a candidate: they describe the neighbourhood, other
+buildings, ground and trees, whose change follows the area's damage and the scene's look rather than this
+building's, and which the renderer draws least like real imagery. Fitted on rendered teacher views, a set with
+the chip's statistics transferred worst to the real tiles on three teacher seeds out of three (AUC 0.85 / 0.83,
+0.59 / 0.80, 0.40 / 0.49 against 0.82-0.92 / 0.81-0.86 for the footprint and footprint-and-ring sets, in the
+2x2-pooled version of these features); that comparison was made with the real tiles in view, as there is no
+third tile to hold out."""
 ONE_SE = 1.0
 """:func:`choose_classifier` takes the simplest candidate whose cross-validated log loss is within this many
 standard errors of the best one (the one-standard-error rule; Hastie, Tibshirani and Friedman, *The Elements of
 Statistical Learning*, 7.10)."""
 
 
-def feature_names(bands: int = BANDS) -> list[str]:
+def feature_names() -> list[str]:
     """Column names of :func:`building_change_features`, in order."""
-    names = []
-    for region in REGIONS:
-        names += [f"{region}_{stat}_b{b}" for stat in PER_BAND for b in range(bands)]
-        names += [f"{region}_{stat}" for stat in PER_REGION]
+    names = [f"{region}_{stat}" for region in REGIONS for stat in PER_REGION]
     return [*names, "relative_brightness", "log_area"]
 
 
-def batch_change_features(
-    chips: torch.Tensor, mask: torch.Tensor, valid: torch.Tensor, bands: int = BANDS
-) -> torch.Tensor:
+def batch_change_features(chips: torch.Tensor, mask: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     """Change features ``[B, F]`` of a batch as :class:`model.datamodule.ChipDataset` gives it (uint8 chips
     ``[B, T, C, H, W]``, mask ``[B, H, W]``, validity ``[B, T]``): what the dating model computes at prediction."""
-    return _features(chips, mask, valid.float(), bands)
+    return _features(chips, mask, valid.float())
 
 
-def building_change_features(
-    chips: ChipArrays, rows: np.ndarray, batch_size: int = 128, bands: int = BANDS
-) -> np.ndarray:
+def building_change_features(chips: ChipArrays, rows: np.ndarray, batch_size: int = 128) -> np.ndarray:
     """Pre/post change features ``[len(rows), F]`` (module docstring; columns: :func:`feature_names`)."""
     rows = np.asarray(rows, dtype=np.int64)
-    out = np.zeros((len(rows), len(feature_names(bands))), dtype=np.float64)
+    out = np.zeros((len(rows), len(feature_names())), dtype=np.float64)
     for start in range(0, len(rows), batch_size):
         sel = rows[start : start + batch_size]
         x = torch.from_numpy(chips.read_many(sel))
         mask = torch.from_numpy(np.ascontiguousarray(chips.mask[sel]))
         valid = torch.from_numpy(np.asarray(chips.valid[sel], dtype=np.float32))
-        out[start : start + len(sel)] = _features(x, mask, valid, bands).numpy()
+        out[start : start + len(sel)] = _features(x, mask, valid).numpy()
     return out
 
 
-def _features(chips: torch.Tensor, mask: torch.Tensor, valid: torch.Tensor, bands: int) -> torch.Tensor:
+def _features(chips: torch.Tensor, mask: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     b, t, c, h, w = chips.shape
-    c = min(c, bands)
+    c = min(c, BANDS)
     seen = valid >= VALID_THRESHOLD
     idx = torch.arange(t).expand(b, t)
     pre_i = torch.where(seen.any(dim=1), seen.float().argmax(dim=1), torch.zeros(b, dtype=torch.long))
@@ -145,56 +138,106 @@ def _features(chips: torch.Tensor, mask: torch.Tensor, valid: torch.Tensor, band
         seen.any(dim=1), torch.where(seen, idx, -1).max(dim=1).values, torch.full((b,), t - 1)
     )
     rows = torch.arange(b)
-    pre = chips[rows, pre_i, :c].float() / 255.0
-    post = chips[rows, post_i, :c].float() / 255.0
-    m = mask[:, None].float() / 255.0
-    if h >= 4 and w >= 4:  # half a metre of misregistration matters less at 1 m/px
-        pre, post, m = F.avg_pool2d(pre, 2), F.avg_pool2d(post, 2), F.avg_pool2d(m, 2)
-    fp = (m > 0.5).float()
-    grown = kornia.morphology.dilation(fp, torch.ones(2 * RING_PX + 1, 2 * RING_PX + 1))
-    regions = [fp, (grown - fp).clamp_min(0.0), torch.ones_like(fp)]
+    x0 = chips[rows, pre_i, :c].float() / 255.0
+    x1 = chips[rows, post_i, :c].float() / 255.0
+    fp = (mask[:, None].float() > 127.5).float()
+    ring = (_dilate(fp, RING_PX) - fp).clamp_min(0.0)
+    regions = torch.cat([fp, ring, torch.ones_like(fp)], dim=1)  # [B, R, H, W]; the chip is the last
+    area = regions.sum(dim=(2, 3)).clamp_min(1.0).double()  # [B, R]
 
-    def standardise(v: torch.Tensor) -> torch.Tensor:
-        std, mean = torch.std_mean(v, dim=(2, 3), keepdim=True)
-        return (v - mean) / std.clamp_min(0.02)
+    def regional_means(*maps: torch.Tensor) -> torch.Tensor:
+        """Mean of every channel of the maps ``[B, K, H, W]`` over every region: ``[B, R, sum K]``, float64."""
+        stacked = torch.cat(maps, dim=1).flatten(2)
+        return torch.bmm(regions.flatten(2), stacked.transpose(1, 2)).double() / area[..., None]
 
-    z0, z1 = standardise(pre), standardise(post)
-    g0, g1 = z0.mean(dim=1, keepdim=True), z1.mean(dim=1, keepdim=True)
-    ssim = kornia.metrics.ssim(_unit(g0), _unit(g1), window_size=5)
-    grad0, grad1 = kornia.filters.sobel(g0), kornia.filters.sobel(g1)
+    # first and second moments of both dates per region and band; the correlation needs nothing else (it does
+    # not change when a band is scaled), and the whole chip's give the standardisation per chip and band
+    moments = regional_means(x0, x1, x0 * x0, x1 * x1, x0 * x1)
+    m0, m1, s00, s11, s01 = moments.unflatten(2, (5, c)).unbind(dim=2)  # [B, R, C] each
+    var0, var1 = (s00 - m0**2).clamp_min(0.0), (s11 - m1**2).clamp_min(0.0)
+    corr = (s01 - m0 * m1) / (var0 * var1).sqrt().clamp_min(1e-6)
+    g0 = _grey(x0, m0[:, -1], var0[:, -1])
+    g1 = _grey(x1, m1[:, -1], var1[:, -1])
+    grad0, grad1 = _sobel(g0), _sobel(g1)
     edge0 = (grad0 > 2 * grad0.flatten(1).median(dim=1).values[:, None, None, None]).float()
     edge1 = (grad1 > 2 * grad1.flatten(1).median(dim=1).values[:, None, None, None]).float()
-    columns = []
-    for r in regions:
-        area = r.sum(dim=(2, 3)).clamp_min(1.0)  # [B, 1]
+    ssim = _ssim(_unit(g0), _unit(g1))
+    means = regional_means(g0, g1, grad0, grad1, edge0, edge1, ssim).unbind(dim=2)  # [B, R] each
+    bright0, bright1, gradient0, gradient1, edges0, edges1, similarity = means
+    entropy = (_entropy(g1, regions) - _entropy(g0, regions)).double()  # [B, R]
+    per_region = torch.stack(  # [B, R, S]: PER_REGION per region, in feature_names' order
+        [
+            1 - corr.mean(dim=2),
+            1 - similarity,
+            torch.log(gradient1 + 0.05) - torch.log(gradient0 + 0.05),
+            edges1 - edges0,
+            entropy,
+        ],
+        dim=2,
+    )
+    # the footprint's brightness relative to its ring (regions 0 and 1), after minus before
+    contrast = (bright1[:, 0] - bright1[:, 1]) - (bright0[:, 0] - bright0[:, 1])
+    return torch.cat([per_region.flatten(1), contrast[:, None], torch.log(area[:, :1])], dim=1)
 
-        def mean(v: torch.Tensor, r: torch.Tensor = r, area: torch.Tensor = area) -> torch.Tensor:
-            return (v * r).sum(dim=(2, 3)) / area  # [B, C]
 
-        def spread(v: torch.Tensor, mean: Any = mean) -> torch.Tensor:
-            return (mean(v**2) - mean(v) ** 2).clamp_min(0.0).sqrt()
+def _grey(x: torch.Tensor, mean: torch.Tensor, var: torch.Tensor) -> torch.Tensor:
+    """The grey image ``[B, 1, H, W]``: the mean over bands of the chip standardised per band (each date's
+    gain, offset and haze cancel), from the chip's band means and variances ``[B, C]``."""
+    weight = (1.0 / var.sqrt().clamp_min(0.02) / x.shape[1]).float()  # [B, C]
+    offset = (mean.float() * weight).sum(dim=1)  # [B]
+    return torch.einsum("bchw,bc->bhw", x, weight)[:, None] - offset[:, None, None, None]
 
-        c0, c1 = z0 - mean(z0)[..., None, None], z1 - mean(z1)[..., None, None]
-        corr = mean(c0 * c1) / (mean(c0**2) * mean(c1**2)).sqrt().clamp_min(1e-3)
-        columns += [
-            mean(z1 - z0),
-            mean((z1 - z0).abs()),
-            torch.log(spread(post) + 0.01) - torch.log(spread(pre) + 0.01),
-            1 - corr.mean(dim=1, keepdim=True),
-            1 - mean(ssim),
-            torch.log(mean(grad1) + 0.05) - torch.log(mean(grad0) + 0.05),
-            mean(edge1) - mean(edge0),
-            _entropy(g1, r) - _entropy(g0, r),
-        ]
-    fp_area = fp.sum(dim=(2, 3)).clamp_min(1.0)
-    ring = regions[1]
-    ring_area = ring.sum(dim=(2, 3)).clamp_min(1.0)
 
-    def contrast(g: torch.Tensor) -> torch.Tensor:
-        return (g * fp).sum(dim=(2, 3)) / fp_area - (g * ring).sum(dim=(2, 3)) / ring_area
+# Dilation, Sobel and SSIM are written out here rather than taken from kornia (kornia.morphology.dilation,
+# kornia.filters.sobel, kornia.metrics.ssim): kornia's general-purpose versions (an unfold for the dilation, a
+# dense single-channel convolution for the others) made these features six times slower at full resolution, and
+# the features run at every prediction. A square dilation of a mask and a box window are both window sums,
+# which cumulative sums give at any size for two subtractions; the Sobel kernel is kornia's normalised one.
 
-    columns += [contrast(g1) - contrast(g0), torch.log(fp_area)]
-    return torch.cat(columns, dim=1).double()
+
+def _window_sum(v: torch.Tensor, radius: int) -> torch.Tensor:
+    """Sum of ``[B, K, H, W]`` over the ``(2 radius + 1)`` square around each pixel (zeros outside), by
+    cumulative sums along each axis."""
+    for dim in (2, 3):
+        n = v.shape[dim]
+        pad = [0, 0, 0, 0]
+        pad[2 * (3 - dim)] = radius + 1
+        pad[2 * (3 - dim) + 1] = radius
+        c = F.pad(v, pad).cumsum(dim=dim)
+        v = c.narrow(dim, 2 * radius + 1, n) - c.narrow(dim, 0, n)
+    return v
+
+
+def _dilate(m: torch.Tensor, radius: int) -> torch.Tensor:
+    """Dilation of a 0/1 mask ``[B, 1, H, W]`` by a ``(2 radius + 1)`` square."""
+    return (_window_sum(m, radius) > 0.5).float()
+
+
+def _box(v: torch.Tensor, size: int) -> torch.Tensor:
+    """Mean over the ``size`` x ``size`` window around each pixel (the part of it inside the image)."""
+    r = size // 2
+    inside = _window_sum(torch.ones_like(v[:1, :1]), r)
+    return _window_sum(v, r) / inside
+
+
+def _ssim(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Structural similarity map of two ``[B, 1, H, W]`` images in 0..1 over a uniform :data:`SSIM_WINDOW`
+    window (Wang et al. 2004; the uniform window is scikit-image's default)."""
+    c1, c2 = 0.01**2, 0.03**2
+    mu = _box(torch.cat([a, b, a * a, b * b, a * b], dim=1), SSIM_WINDOW)
+    ma, mb = mu[:, :1], mu[:, 1:2]
+    var_a, var_b, cov = mu[:, 2:3] - ma**2, mu[:, 3:4] - mb**2, mu[:, 4:5] - ma * mb
+    return ((2 * ma * mb + c1) * (2 * cov + c2)) / ((ma**2 + mb**2 + c1) * (var_a + var_b + c2))
+
+
+def _sobel(g: torch.Tensor) -> torch.Tensor:
+    """Gradient magnitude of ``[B, 1, H, W]`` with the normalised 3x3 Sobel kernel (replicated borders)."""
+    p = F.pad(g, (1, 1, 1, 1), mode="replicate")
+    dx = p[..., :, 2:] - p[..., :, :-2]  # [B, 1, H + 2, W]
+    dy = p[..., 2:, :] - p[..., :-2, :]  # [B, 1, H, W + 2]
+    gx = (dx[..., :-2, :] + 2 * dx[..., 1:-1, :] + dx[..., 2:, :]) / 8
+    gy = (dy[..., :, :-2] + 2 * dy[..., :, 1:-1] + dy[..., :, 2:]) / 8
+    return torch.sqrt(gx**2 + gy**2 + 1e-6)
 
 
 def _unit(g: torch.Tensor) -> torch.Tensor:
@@ -202,14 +245,16 @@ def _unit(g: torch.Tensor) -> torch.Tensor:
     return ((g.clamp(-3.0, 3.0) + 3.0) / 6.0).contiguous()
 
 
-def _entropy(g: torch.Tensor, region: torch.Tensor) -> torch.Tensor:
-    """Entropy (nats) of the standardised grey levels inside ``region``, ``[B, 1]``."""
-    bins = ((g.clamp(-3.0, 2.999) + 3.0) / 6.0 * ENTROPY_BINS).long()  # [B, 1, H, W]
-    # a weighted histogram per row: scatter-add, not one-hot (a third of the features' time at prediction)
-    hist = torch.zeros(g.shape[0], ENTROPY_BINS, dtype=region.dtype)
-    p = hist.scatter_add_(1, bins.flatten(1), region.expand_as(g).flatten(1))
-    p = p / p.sum(dim=1, keepdim=True).clamp_min(1.0)
-    return -(p * torch.log(p.clamp_min(1e-8))).sum(dim=1, keepdim=True)
+def _entropy(g: torch.Tensor, regions: torch.Tensor) -> torch.Tensor:
+    """Entropy (nats) of the standardised grey levels ``[B, 1, H, W]`` inside each region ``[B, R, H, W]``:
+    ``[B, R]``."""
+    bins = ((g.clamp(-3.0, 2.999) + 3.0) / 6.0 * ENTROPY_BINS).long().flatten(1)  # [B, HW]
+    # a weighted histogram per row and region: scatter-add, not one-hot (a third of the features' time)
+    index = bins[:, None, :].expand(-1, regions.shape[1], -1)
+    hist = torch.zeros(*regions.shape[:2], ENTROPY_BINS, dtype=regions.dtype)
+    p = hist.scatter_add_(2, index, regions.flatten(2))
+    p = p / p.sum(dim=2, keepdim=True).clamp_min(1.0)
+    return -(p * torch.log(p.clamp_min(1e-8))).sum(dim=2)
 
 
 @dataclass

@@ -350,6 +350,12 @@ class DatingTask(L.LightningModule):
     def log_damage_probability(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """``(log P(damaged), log P(intact))`` ``[B]`` of the change classifier (it must be fitted)."""
         x = batch_change_features(batch["chips"], batch["mask"], batch["valid"])
+        if x.shape[1] != self.damage_coef.numel():
+            raise ModelConfigError(
+                f"this model's change classifier was fitted on {self.damage_coef.numel()} change statistics, "
+                f"but model.change_features now computes {x.shape[1]} (the model predates a change of the "
+                f"statistics); train it again (striketracker train) and register the new version"
+            )
         z = ((x - self.damage_center) / self.damage_scale) @ self.damage_coef + self.damage_intercept
         return F.logsigmoid(z).float(), F.logsigmoid(-z).float()
 

@@ -229,7 +229,7 @@ def finish_training(
         features = building_change_features(chips, data.positions)
         damaged = labels.hard_gap() < chips.n_dates
         blocks = data.blocks()
-        fit_damage_classifier(task, features, damaged, blocks, data.train_rows)
+        fit_damage_classifier(task, features, damaged, blocks, data.train_rows, warn=False)  # the refit warns
     fitted, temperature, metrics = 1.0, 1.0, None
     if len(rows):
         sampled = predict(task, chips, rows, progress=False)
@@ -303,12 +303,17 @@ def finish_training(
 
 
 def fit_damage_classifier(
-    task: DatingTask, features: np.ndarray, damaged: np.ndarray, blocks: np.ndarray, rows: np.ndarray
+    task: DatingTask,
+    features: np.ndarray,
+    damaged: np.ndarray,
+    blocks: np.ndarray,
+    rows: np.ndarray,
+    warn: bool = True,
 ) -> dict[str, Any]:
     """Fit the change classifier of a ``damage_classifier`` model on ``rows`` and keep it in ``task``.
 
-    Labels of one class only leave no classifier (the network decides alone, with a warning): a campaign's
-    first labels may all be damaged buildings, and that must not stop the training.
+    Labels of one class only leave no classifier (the network decides alone, with a warning unless ``warn`` is
+    false): a campaign's first labels may all be damaged buildings, and that must not stop the training.
 
     Returns:
         What was fitted, for ``trained_on`` and the MLflow run: ``classifier_features`` (the
@@ -317,12 +322,13 @@ def fit_damage_classifier(
     """
     y = damaged[rows]
     if y.all() or not y.any():
-        warnings.warn(
-            f"the change classifier was not fitted: the {len(y)} labelled building(s) are all "
-            f"{'damaged' if y.any() else 'intact'}; the network decides whether buildings are damaged until "
-            "labels of both kinds exist",
-            stacklevel=2,
-        )
+        if warn:
+            warnings.warn(
+                f"the change classifier was not fitted: the {len(y)} labelled building(s) are all "
+                f"{'damaged' if y.any() else 'intact'}; the network decides whether buildings are damaged until "
+                "labels of both kinds exist",
+                stacklevel=2,
+            )
         task.set_damage_classifier(None)
         return {"classifier_features": "none", "classifier_buildings": len(y)}
     classifier = choose_classifier(features[rows], y, blocks[rows])

@@ -36,6 +36,7 @@ from typing import Any
 import geopandas as gpd
 import numpy as np
 import pandas as pd
+import pyogrio
 import rasterio
 import shapely
 from affine import Affine
@@ -194,6 +195,19 @@ def _open(path: Path) -> rasterio.DatasetReader:
         return rasterio.open(path)
 
 
+def _write_gpkg(frame: gpd.GeoDataFrame, path: Path, stamp: dt.date) -> None:
+    """Write the footprints so that the same scene gives the same bytes: a GeoPackage records when it was
+    written (``gpkg_contents.last_change``), which would change the chip cache's fingerprint at every import
+    and with it every key derived from it (trained models, checkpoints). GDAL's ``OGR_CURRENT_DATE`` pins
+    that stamp, here to the post image's date."""
+    previous = pyogrio.get_gdal_config_option("OGR_CURRENT_DATE")
+    pyogrio.set_gdal_config_options({"OGR_CURRENT_DATE": f"{stamp.isoformat()}T00:00:00.000Z"})
+    try:
+        frame.to_file(path, layer="buildings", driver="GPKG")
+    finally:
+        pyogrio.set_gdal_config_options({"OGR_CURRENT_DATE": previous})
+
+
 def _write_geotiff(src_path: Path, dst: Path, transform: Affine | None, crs: str) -> None:
     with _open(src_path) as src:
         data = src.read()
@@ -319,7 +333,7 @@ def _import_scene(root: Path, name: str, folder: Path) -> XbdScene:
             }
         ).to_csv(tmp / "manifest.csv", index=False)
         frame = gpd.GeoDataFrame({"id": ids, "subtype": subtypes}, geometry=geoms, crs=crs)
-        frame.to_file(tmp / "footprints.gpkg", layer="buildings", driver="GPKG")
+        _write_gpkg(frame, tmp / "footprints.gpkg", d_post)
         pd.DataFrame(rows, columns=["building_id", "last_intact", "first_damaged", "grade"]).to_csv(
             tmp / "labels.csv", index=False
         )

@@ -22,7 +22,7 @@ into a chip cache, and compares, on the buildings of the evaluation scenes, in o
   predicts each; one validation split of a few dozen buildings is too small to hold on an unseen area);
 - ``features``: the change classifier alone (chosen as ``trained`` chooses it), the change-point detector
   giving the timing: the network out of the loop; ``features_all`` a logistic regression on every statistic
-  (footprint, ring and chip, per band included) at its cross-validated strength;
+  (footprint, ring and chip) at its cross-validated strength;
 - ``stacked``: the logistic regression on the chosen statistics plus the network's log-odds of damage
   (out-of-fold on the training buildings, the ``trained`` model's on the evaluation buildings); the network
   gives the timing.

@@ -68,6 +68,50 @@ def test_features_have_their_named_columns_and_separate_damaged_from_intact(rng:
         assert column[damaged].min() > column[~damaged].max(), name
 
 
+def test_damage_finer_than_a_metre_is_seen() -> None:
+    """xBD's minor damage (missing roof elements) is half-metre texture: a roof whose fine pattern is gone,
+    same mean brightness, must look changed (2x2 pooling, the earlier version, averaged it away)."""
+    yy, xx = np.mgrid[:SIZE, :SIZE]
+    mask = np.zeros((2, SIZE, SIZE), dtype=np.uint8)
+    mask[:, 10:22, 10:22] = 255
+    ground = 90 + 30 * np.sin(xx / 5.0) * np.cos(yy / 7.0)
+    roof = np.where(mask[0] > 0, 150 + 40 * ((xx + yy) % 2), ground)  # a one-pixel checker
+    smooth = np.where(mask[0] > 0, 150.0, ground)  # the same roof with its fine pattern gone
+    chips = np.zeros((2, 2, 3, SIZE, SIZE), dtype=np.uint8)
+    chips[:, 0] = roof[None]
+    chips[0, 1] = roof[None]
+    chips[1, 1] = smooth[None]
+    arrays = ChipArrays(
+        building_ids=("same", "finer"),
+        dates=(dt.date(2020, 1, 1), dt.date(2020, 6, 1)),
+        chips=chips,
+        mask=mask,
+        valid=np.ones((2, 2), dtype=np.float32),
+    )
+    x = building_change_features(arrays, np.arange(2))
+    names = feature_names()
+    for name in ("footprint_dissimilarity", "footprint_decorrelation", "footprint_entropy"):
+        same, finer = x[:, names.index(name)]
+        assert abs(same) < 1e-3 and abs(finer) > 0.3, name
+
+
+def test_the_written_out_image_operators_match_the_libraries() -> None:
+    """Dilation, Sobel and the box window are written out for speed (see model.change_features); they must
+    agree with kornia's and torch's."""
+    import kornia
+    import torch.nn.functional as F
+
+    from model.change_features import _box, _dilate, _sobel
+
+    gen = torch.Generator().manual_seed(0)
+    m = (torch.rand(3, 1, 24, 20, generator=gen) > 0.95).float()
+    torch.testing.assert_close(_dilate(m, 3), kornia.morphology.dilation(m, torch.ones(7, 7)))
+    g = torch.rand(3, 1, 24, 20, generator=gen)
+    torch.testing.assert_close(_sobel(g), kornia.filters.sobel(g), rtol=1e-4, atol=1e-5)
+    v = torch.rand(2, 3, 24, 20, generator=gen)
+    torch.testing.assert_close(_box(v, 5), F.avg_pool2d(v, 5, 1, 2, count_include_pad=False))
+
+
 def test_the_classifier_learns_damage_from_the_footprint_features(rng: np.random.Generator) -> None:
     damaged = rng.random(60) < 0.7
     damaged[:2] = (True, False)
@@ -184,6 +228,13 @@ def test_the_dating_model_takes_whether_from_its_classifier_and_when_from_the_ne
     assert not warm.has_damage_classifier
     with pytest.raises(ModelConfigError, match="without damage_classifier"):
         _tiny_task().set_damage_classifier(clf)
+    # a model saved with the 44 statistics of the earlier version says so instead of failing on a shape
+    old = _tiny_task(damage_classifier=True)
+    for name in ("damage_center", "damage_scale", "damage_coef"):
+        setattr(old, name, torch.zeros(44, dtype=torch.float64))
+    old.damage_fitted.fill_(True)
+    with pytest.raises(ModelConfigError, match="fitted on 44 change statistics.*train it again"):
+        predict(old, chips, progress=False)
 
 
 def test_training_fits_the_classifier_and_records_it_or_warns_on_one_class(rng: np.random.Generator) -> None:
@@ -213,6 +264,7 @@ def test_training_fits_the_classifier_and_records_it_or_warns_on_one_class(rng: 
     assert ((p > 0.5) == damaged).mean() > 0.9
     # every label damaged: no classifier, the network decides, and the training says why
     one_class = ChipDataModule(chip_arrays=chips, gap_labels=labels(np.ones(48, dtype=int)), batch_size=16)
-    with pytest.warns(UserWarning, match="all damaged"):
+    with pytest.warns(UserWarning, match="all damaged") as caught:
         finish_training(task, one_class)
+    assert sum("change classifier was not fitted" in str(w.message) for w in caught) == 1  # said once
     assert not task.has_damage_classifier and task.trained_on["classifier_features"] == "none"
