@@ -95,6 +95,26 @@ def test_damage_finer_than_a_metre_is_seen() -> None:
         assert abs(same) < 1e-3 and abs(finer) > 0.3, name
 
 
+def test_a_new_blue_tarp_on_the_roof_is_seen_and_a_blue_roof_is_not(rng: np.random.Generator) -> None:
+    """Emergency roof tarps mark minor damage: a tarp put on after the event counts, whatever each date's
+    brightness; a roof that was blue before and after does not."""
+    chips = make_chips(rng, 3, np.zeros(3, dtype=bool)).chips.copy()
+    tarp = (slice(12, 18), slice(12, 20))  # 48 of the footprint's 144 pixels
+    chips[0, 1, :, tarp[0], tarp[1]] = np.array([40, 70, 160])[:, None, None]  # a tarp after the event
+    chips[1, :, :, 10:22, 10:22] = np.array([50, 80, 170])[:, None, None]  # a blue roof on both dates
+    chips[2, 1] = (chips[2, 1] * 0.6).astype(np.uint8)  # a darker acquisition of a grey house
+    arrays = ChipArrays(
+        building_ids=("tarp", "blue roof", "darker"),
+        dates=(dt.date(2020, 1, 1), dt.date(2020, 6, 1)),
+        chips=chips,
+        mask=make_chips(rng, 3, np.zeros(3, dtype=bool)).mask,
+        valid=np.ones((3, 2), dtype=np.float32),
+    )
+    tarps = building_change_features(arrays, np.arange(3))[:, feature_names().index("footprint_tarp")]
+    np.testing.assert_allclose(tarps, [48 / 144, 0.0, 0.0])
+    assert all("footprint_tarp" in columns for columns in FEATURE_SETS.values())
+
+
 def test_the_written_out_image_operators_match_the_libraries() -> None:
     """Dilation, Sobel and the box window are written out for speed (see model.change_features); they must
     agree with kornia's and torch's."""
