@@ -21,9 +21,9 @@ Joplin tiles (fitted on one, scored on the other, footprint set): 2x2-pooled chi
 0.916 / 0.859, full 0.5 m pixels 0.939 / 0.864; minor damage against intact 0.76 / 0.73 and 0.80 / 0.73.
 
 Colour and brightness statistics (per-band differences and spreads; the tarps' blue is a specific colour
-rather than a colour balance) are not computed: they depend on the
-sensor, the season and, for the synthetic teacher, the renderer's palette, and were measured to carry worst
-from one tile to the other (all 44 statistics of the earlier version reached AUC 0.81 / 0.84).
+rather than a colour balance) are not computed: they depend on the sensor, the season and, for the synthetic
+teacher, the renderer's palette, and were measured to carry worst from one tile to the other (all 44 statistics
+of the earlier version reached AUC 0.81 / 0.84).
 
 :class:`ChangeClassifier` is a standardised, L2-regularised logistic regression (scikit-learn) or a shallow
 gradient-boosted tree ensemble on these features; it gives P(damaged). :func:`choose_classifier` picks its inputs
@@ -185,13 +185,9 @@ def _features(chips: torch.Tensor, mask: torch.Tensor, valid: torch.Tensor) -> t
     g0 = _grey(x0, m0[:, -1], var0[:, -1])
     g1 = _grey(x1, m1[:, -1], var1[:, -1])
     grad0, grad1 = _sobel(g0), _sobel(g1)
-    edge0 = (grad0 > 2 * grad0.flatten(1).median(dim=1).values[:, None, None, None]).float()
-    edge1 = (grad1 > 2 * grad1.flatten(1).median(dim=1).values[:, None, None, None]).float()
     ssim = _ssim(_unit(g0), _unit(g1))
-    tarp0, tarp1 = _blue_tarp(x0), _blue_tarp(x1)
-    means = regional_means(g0, g1, grad0, grad1, edge0, edge1, ssim, tarp0, tarp1).unbind(
-        dim=2
-    )  # [B, R] each
+    maps = (g0, g1, grad0, grad1, _edges(grad0), _edges(grad1), ssim, _blue_tarp(x0), _blue_tarp(x1))
+    means = regional_means(*maps).unbind(dim=2)  # [B, R] each
     bright0, bright1, gradient0, gradient1, edges0, edges1, similarity, tarps0, tarps1 = means
     entropy = (_entropy(g1, regions) - _entropy(g0, regions)).double()  # [B, R]
     per_region = torch.stack(  # [B, R, S]: PER_REGION per region, in feature_names' order
@@ -208,6 +204,11 @@ def _features(chips: torch.Tensor, mask: torch.Tensor, valid: torch.Tensor) -> t
     contrast = (bright1[:, 0] - bright1[:, 1]) - (bright0[:, 0] - bright0[:, 1])
     tarp = tarps1[:, 0] - tarps0[:, 0]  # the footprint's share of tarp-blue pixels, after minus before
     return torch.cat([per_region.flatten(1), contrast[:, None], torch.log(area[:, :1]), tarp[:, None]], dim=1)
+
+
+def _edges(grad: torch.Tensor) -> torch.Tensor:
+    """Edge pixels ``[B, 1, H, W]`` (0 or 1): gradient above twice the chip's median gradient."""
+    return (grad > 2 * grad.flatten(1).median(dim=1).values[:, None, None, None]).float()
 
 
 def _blue_tarp(x: torch.Tensor) -> torch.Tensor:
