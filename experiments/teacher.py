@@ -41,11 +41,11 @@ from model.training import finish_training, make_cli
 
 __all__ = ["TEACHER_VERSION", "Teacher", "bitemporal_views", "load_or_train_teacher", "pooled_views"]
 
-TEACHER_VERSION = 4
+TEACHER_VERSION = 5
 """Bumped when the way views are drawn or the teacher is trained changes (part of the cache key). 2: the
 teacher fits its change classifier on the footprint statistics (``model.change_features.FEATURE_SETS``). 3: the
 change statistics are taken at full resolution (17 of them, no colour statistics). 4: and the new blue
-tarps on the footprint."""
+tarps on the footprint. 5: the post chip shifted onto the pre chip by up to a pixel first."""
 
 
 @dataclass(frozen=True)

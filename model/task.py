@@ -24,7 +24,12 @@ from torch import nn
 
 from model.augment import sensor_augment
 from model.calibration import gap_nll
-from model.change_features import ChangeClassifier, batch_change_features, feature_names
+from model.change_features import (
+    STATISTICS_VERSION,
+    ChangeClassifier,
+    batch_change_features,
+    feature_names,
+)
 from model.changepoint import gap_posterior, posterior_entropy, reported_gap, timed_posterior
 from model.errors import ModelConfigError
 from model.network import DatingNetwork, DatingOutput, NetworkConfig, date_context
@@ -97,6 +102,7 @@ class DatingTask(L.LightningModule):
     damage_coef: torch.Tensor
     damage_intercept: torch.Tensor
     damage_fitted: torch.Tensor
+    damage_statistics_version: torch.Tensor
 
     def __init__(
         self,
@@ -161,6 +167,7 @@ class DatingTask(L.LightningModule):
             self.register_buffer("damage_coef", torch.zeros(n, dtype=torch.float64))
             self.register_buffer("damage_intercept", torch.tensor(0.0, dtype=torch.float64))
             self.register_buffer("damage_fitted", torch.tensor(False))
+            self.register_buffer("damage_statistics_version", torch.tensor(STATISTICS_VERSION))
         self.trained_on: dict[str, Any] = {}
         self.configure_models()
         self.configure_losses()
@@ -345,16 +352,20 @@ class DatingTask(L.LightningModule):
         self.damage_scale.copy_(torch.from_numpy(scale))
         self.damage_coef.copy_(torch.from_numpy(coef))
         self.damage_intercept.fill_(intercept)
+        self.damage_statistics_version.fill_(STATISTICS_VERSION)
         self.damage_fitted.fill_(True)
 
     def log_damage_probability(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """``(log P(damaged), log P(intact))`` ``[B]`` of the change classifier (it must be fitted)."""
         x = batch_change_features(batch["chips"], batch["mask"], batch["valid"])
-        if x.shape[1] != self.damage_coef.numel():
+        # a model pickled before the version was kept has no such buffer: it was fitted on version 1
+        version = int(getattr(self, "damage_statistics_version", torch.tensor(1)))
+        if x.shape[1] != self.damage_coef.numel() or version != STATISTICS_VERSION:
             raise ModelConfigError(
-                f"this model's change classifier was fitted on {self.damage_coef.numel()} change statistics, "
-                f"but model.change_features now computes {x.shape[1]} (the model predates a change of the "
-                f"statistics); train it again (striketracker train) and register the new version"
+                f"this model's change classifier was fitted on {self.damage_coef.numel()} change statistics "
+                f"(version {version}), but model.change_features now computes {x.shape[1]} (version "
+                f"{STATISTICS_VERSION}): the model predates a change of the statistics; train it again "
+                "(striketracker train) and register the new version"
             )
         z = ((x - self.damage_center) / self.damage_scale) @ self.damage_coef + self.damage_intercept
         return F.logsigmoid(z).float(), F.logsigmoid(-z).float()

@@ -95,6 +95,38 @@ def test_damage_finer_than_a_metre_is_seen() -> None:
         assert abs(same) < 1e-3 and abs(finer) > 0.3, name
 
 
+def test_a_post_image_a_pixel_off_does_not_make_an_intact_roof_look_changed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Deliveries are rarely registered to the pixel (the Joplin tiles are about one pixel apart): the post chip
+    is shifted back onto the pre chip before the dates are compared."""
+    import model.change_features as change_features
+
+    yy, xx = np.mgrid[:SIZE, :SIZE]
+    mask = np.zeros((3, SIZE, SIZE), dtype=np.uint8)
+    mask[:, 10:22, 10:22] = 255
+    ground = 90 + 30 * np.sin(xx / 5.0) * np.cos(yy / 7.0)
+    pre = np.where(mask[0] > 0, 150 + 40 * ((xx // 2 + yy // 2) % 2), ground)
+    chips = np.zeros((3, 2, 3, SIZE, SIZE), dtype=np.uint8)
+    chips[:, 0] = pre[None]
+    chips[0, 1] = pre[None]
+    chips[1, 1] = np.roll(pre, 1, axis=1)[None]  # one pixel right
+    chips[2, 1] = np.roll(pre, (-1, 1), axis=(0, 1))[None]  # one pixel up and one right
+    arrays = ChipArrays(
+        building_ids=("registered", "down", "diagonal"),
+        dates=(dt.date(2020, 1, 1), dt.date(2020, 6, 1)),
+        chips=chips,
+        mask=mask,
+        valid=np.ones((3, 2), dtype=np.float32),
+    )
+    column = feature_names().index("footprint_decorrelation")
+    shifted_back = building_change_features(arrays, np.arange(3))[:, column]
+    np.testing.assert_allclose(shifted_back, 0.0, atol=1e-6)
+    monkeypatch.setattr(change_features, "ALIGN_PX", 0)  # compared as delivered
+    as_delivered = building_change_features(arrays, np.arange(3))[:, column]
+    assert as_delivered[0] < 1e-6 and (as_delivered[1:] > 0.5).all()
+
+
 def test_a_new_blue_tarp_on_the_roof_is_seen_and_a_blue_roof_is_not(rng: np.random.Generator) -> None:
     """Emergency roof tarps mark minor damage: a tarp put on after the event counts, whatever each date's
     brightness; a roof that was blue before and after does not."""
@@ -255,6 +287,12 @@ def test_the_dating_model_takes_whether_from_its_classifier_and_when_from_the_ne
     old.damage_fitted.fill_(True)
     with pytest.raises(ModelConfigError, match="fitted on 44 change statistics.*train it again"):
         predict(old, chips, progress=False)
+    # as does one fitted on statistics of the same number but an earlier meaning
+    earlier = _tiny_task(damage_classifier=True)
+    earlier.set_damage_classifier(clf)
+    earlier.damage_statistics_version.fill_(1)
+    with pytest.raises(ModelConfigError, match=r"\(version 1\).*train it again"):
+        predict(earlier, chips, progress=False)
 
 
 def test_training_fits_the_classifier_and_records_it_or_warns_on_one_class(rng: np.random.Generator) -> None:
