@@ -57,8 +57,8 @@ from model.errors import ModelConfigError
 __all__ = [
     "CLASSIFIERS",
     "FEATURE_SETS",
-    "STATISTICS_VERSION",
     "FOOTPRINT_FEATURES",
+    "STATISTICS_VERSION",
     "ChangeClassifier",
     "batch_change_features",
     "building_change_features",
@@ -246,9 +246,14 @@ def _coregister(moving: torch.Tensor, fixed: torch.Tensor) -> torch.Tensor:
         return g / g.norm(dim=1, keepdim=True).clamp_min(1e-6)
 
     target = centred(fixed.mean(dim=1)[:, r : h - r, r : w - r])  # inside the chip's r-pixel border
-    offsets = sorted(((dy, dx) for dy in range(2 * r + 1) for dx in range(2 * r + 1)), key=lambda o: o != (r, r))
+    offsets = sorted(
+        ((dy, dx) for dy in range(2 * r + 1) for dx in range(2 * r + 1)), key=lambda o: o != (r, r)
+    )
     corr = torch.stack(
-        [(centred(grey[:, dy + r : dy + h - r, dx + r : dx + w - r]) * target).sum(dim=1) for dy, dx in offsets],
+        [
+            (centred(grey[:, dy + r : dy + h - r, dx + r : dx + w - r]) * target).sum(dim=1)
+            for dy, dx in offsets
+        ],
         dim=1,
     )  # [B, K]
     choice = corr.argmax(dim=1)  # the first best: the unshifted chip (listed first) on ties
