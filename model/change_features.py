@@ -246,9 +246,9 @@ def _coregister(moving: torch.Tensor, fixed: torch.Tensor) -> torch.Tensor:
         return g / g.norm(dim=1, keepdim=True).clamp_min(1e-6)
 
     target = centred(fixed.mean(dim=1)[:, r : h - r, r : w - r])  # inside the chip's r-pixel border
-    offsets = sorted(
-        ((dy, dx) for dy in range(2 * r + 1) for dx in range(2 * r + 1)), key=lambda o: o != (r, r)
-    )
+    shifts = [(dy, dx) for dy in range(2 * r + 1) for dx in range(2 * r + 1)]
+    # the unshifted chip first: argmax keeps the first best, so it wins ties
+    offsets = [(r, r), *(o for o in shifts if o != (r, r))]
     corr = torch.stack(
         [
             (centred(grey[:, dy + r : dy + h - r, dx + r : dx + w - r]) * target).sum(dim=1)
@@ -256,7 +256,7 @@ def _coregister(moving: torch.Tensor, fixed: torch.Tensor) -> torch.Tensor:
         ],
         dim=1,
     )  # [B, K]
-    choice = corr.argmax(dim=1)  # the first best: the unshifted chip (listed first) on ties
+    choice = corr.argmax(dim=1)
     out = torch.empty_like(moving)
     for k, (dy, dx) in enumerate(offsets):
         rows = torch.nonzero(choice == k).flatten()
